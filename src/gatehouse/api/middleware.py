@@ -1,0 +1,239 @@
+"""One pure-ASGI middleware for what every request needs (API.md §1 and §7).
+
+Request id, client IP (trusted proxies only), body limits (including chunked
+bodies) and media type, security and cache headers, deprecation headers for
+unversioned `/api/...` routes, the access-log line, HTTP metrics, and the last
+resort for unexpected exceptions (500, or 503 when the database is down).
+One middleware rather than several `BaseHTTPMiddleware`s keeps the per-request
+overhead to a few microseconds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gatehouse import errors
+from gatehouse.api.problem import problem_response, unexpected_response
+from gatehouse.ops.metrics import Metrics
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BODY_METHODS = {b"POST", b"PUT", b"PATCH", b"DELETE"}
+# RFC 9745: the date the unversioned routes were deprecated (v1 launch), as an SF date.
+_DEPRECATION = b"@1795651200"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _json_media(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class ClientIP:
+    """The socket peer, or the first untrusted hop of X-Forwarded-For behind trusted proxies."""
+
+    def __init__(self, trusted: list[str]) -> None:
+        self._nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def _trusted(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._nets)
+
+    def __call__(self, peer: str, forwarded_for: str | None) -> str:
+        if not self._nets or not forwarded_for or not self._trusted(peer):
+            return peer
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        # Walk from the nearest hop back; the first address we do not trust is the client.
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return peer
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+class GatehouseMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        client_ip: ClientIP,
+        max_body: int,
+        hsts: bool,
+        retry_after: int,
+        user_of: Callable[[dict[str, Any]], str | None] = lambda state: state.get("user_id"),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.client_ip = client_ip
+        self.max_body = max_body
+        self.hsts = hsts
+        self.retry_after = retry_after
+        self.log = structlog.get_logger("gatehouse.access")
+        self._static = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        if hsts:
+            self._static.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])  # last value wins; fine for the headers read here
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        peer = scope["client"][0] if scope.get("client") else "unknown"
+        xff = headers.get(b"x-forwarded-for")
+        ip = self.client_ip(peer, xff.decode("latin-1") if xff else None)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_ip"] = ip
+        path: str = scope["path"]
+        is_api = path.startswith("/api/")
+        legacy = is_api and not path.startswith("/api/v1/") and path != "/api/v1"
+        status_holder = [0]
+        extra = self._response_headers(request_id, is_api, legacy, path)
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra, *state.get("extra_headers", ())]
+            elif status_holder[0] >= 400 and "error_code" not in state:
+                state["error_code"] = _code_of(message.get("body", b""))
+            await send(message)
+
+        early = self._precheck(scope, headers)
+        try:
+            if early is not None:
+                await self._send_problem(early, request_id, send_wrapped)
+            else:
+                await self.app(scope, self._limited(receive, headers), send_wrapped)
+        except _BodyTooLarge:
+            if status_holder[0] == 0:
+                await self._send_problem(errors.PayloadTooLarge(), request_id, send_wrapped)
+        except Exception as exc:  # the last resort: never let a bug become a dropped connection
+            if status_holder[0] == 0:
+                response = unexpected_response(exc, request_id, self.retry_after)
+                await response(scope, receive, send_wrapped)
+        finally:
+            self._record(scope, state, status_holder[0] or 500, started, request_id, ip, path)
+
+    def _response_headers(
+        self, request_id: str, is_api: bool, legacy: bool, path: str
+    ) -> list[tuple[bytes, bytes]]:
+        extra = [(b"x-request-id", request_id.encode()), *self._static]
+        if is_api or path.startswith("/metrics"):
+            extra.append((b"cache-control", b"no-store"))
+        if legacy:
+            successor = "/api/v1/" + path[len("/api/"):]
+            extra.append((b"deprecation", _DEPRECATION))
+            extra.append((b"link", f'<{successor}>; rel="successor-version"'.encode("latin-1")))
+        return extra
+
+    def _precheck(self, scope: Scope, headers: dict[bytes, bytes]) -> errors.GatehouseError | None:
+        if scope["method"].encode() not in _BODY_METHODS:
+            return None
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return errors.ValidationFailed("Content-Length is not a number.")
+            if size > self.max_body:
+                return errors.PayloadTooLarge()
+            if size == 0:
+                return None
+        elif b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            return None
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if scope["path"].startswith("/api/") and not _json_media(content_type):
+            return errors.UnsupportedMediaType()
+        return None
+
+    def _limited(self, receive: Receive, headers: dict[bytes, bytes]) -> Receive:
+        if b"content-length" in headers and int(headers[b"content-length"]) <= self.max_body:
+            return receive
+        seen = 0
+        limit = self.max_body
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        return receive_limited
+
+    async def _send_problem(self, error: errors.GatehouseError, request_id: str, send: Send) -> None:
+        response = problem_response(error, request_id)
+        await response({"type": "http"}, _no_receive, send)
+
+    def _record(
+        self, scope: Scope, state: dict[str, Any], status: int, started: float,
+        request_id: str, ip: str, path: str,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        route = _route_template(scope, path)
+        method = scope["method"]
+        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        self.metrics.http_duration.labels(method, route).observe(elapsed)
+        self.log.info(
+            "request",
+            method=method,
+            route=route,
+            path=path,
+            status=status,
+            code=state.get("error_code"),
+            duration_ms=round(elapsed * 1000, 2),
+            request_id=request_id,
+            user_id=state.get("user_id"),
+            ip=ip,
+        )
+
+
+def _route_template(scope: Scope, path: str) -> str:
+    """The matched route's template with its mount prefix (never the raw path: ids stay out)."""
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    if template.startswith("/api/") or not path.startswith("/api/"):
+        return str(template)
+    # Some FastAPI versions keep included routes unprefixed; add the prefix the request used.
+    prefix = "/api/v1" if path.startswith("/api/v1/") else "/api"
+    return prefix + str(template)
+
+
+def _code_of(body: bytes) -> str | None:
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

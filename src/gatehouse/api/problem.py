@@ -1,0 +1,174 @@
+"""RFC 9457 problem details: the one module that turns errors into HTTP answers.
+
+Domain errors (`gatehouse.errors`, tree drawn there) map to a status here;
+framework errors (routing 404/405, request validation) and unexpected
+exceptions are folded into the same shape. Bodies never carry submitted
+values, stack traces, SQL, secrets or tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gatehouse import errors
+
+log = structlog.get_logger("gatehouse.api")
+
+STATUS: dict[type[errors.GatehouseError], int] = {
+    errors.AuthenticationError: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.MethodNotAllowed: 405,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.ValidationFailed: 422,
+    errors.TooManyRequests: 429,
+    errors.InternalError: 500,
+    errors.ServiceUnavailable: 503,
+}
+
+
+def status_of(error: errors.GatehouseError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def problem_body(error: errors.GatehouseError, request_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"/errors/{error.code}",
+        "title": error.title,
+        "status": status_of(error),
+        "code": error.code,
+        "detail": error.detail,
+        "request_id": request_id,
+    }
+    if isinstance(error, errors.ValidationFailed):
+        body["errors"] = error.errors
+    if isinstance(error, errors.TooManyRequests | errors.ServiceUnavailable):
+        body["retry_after"] = error.retry_after
+    return body
+
+
+def problem_response(
+    error: errors.GatehouseError, request_id: str | None, *, token_sent: bool = False
+) -> Response:
+    body = problem_body(error, request_id)
+    headers: dict[str, str] = {}
+    if "retry_after" in body:
+        headers["Retry-After"] = str(body["retry_after"])
+    if body["status"] == 401 and not isinstance(error, errors.InvalidCredentials):
+        # RFC 6750 §3: say how to authenticate; name the error when a token was sent.
+        headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if token_sent else 'Bearer realm="gatehouse"'
+        )
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=body["status"],
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def request_id_of(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def _token_sent(request: Request) -> bool:
+    return bool(
+        request.headers.get("authorization")
+        or request.headers.get("x-api-key")
+        or "gh_access" in request.cookies
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            msg = "Request body is not valid JSON."
+        elif kind == "extra_forbidden":
+            msg = "Unknown field."
+        elif kind == "missing":
+            msg = "Field required."
+        else:
+            # pydantic messages describe the rule, not the value; `input` is never copied.
+            msg = str(err.get("msg", "Invalid value."))
+        out.append({"loc": loc, "msg": msg})
+    return out or [{"loc": ["body"], "msg": "Invalid request."}]
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError) or (
+        isinstance(exc, OSError) and exc.errno is not None
+    )
+
+
+def unexpected_response(exc: BaseException, request_id: str | None, retry_after: int) -> Response:
+    """500 for bugs, 503 for a database that cannot be reached; logged without the message."""
+    if is_database_outage(exc):
+        log.warning("dependency_unavailable", dependency="database", error=type(exc).__name__,
+                    request_id=request_id)
+        return problem_response(errors.ServiceUnavailable(retry_after), request_id)
+    # Only the type and the frames: exception text can carry SQL parameters or input.
+    log.error("unhandled_exception", error=type(exc).__name__, request_id=request_id,
+              frames=safe_frames(exc))
+    return problem_response(errors.InternalError(), request_id)
+
+
+def safe_frames(exc: BaseException) -> list[str]:
+    tb = traceback.extract_tb(exc.__traceback__)
+    return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in tb[-12:]]
+
+
+def install(app: FastAPI) -> None:
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.GatehouseError)
+        return problem_response(exc, request_id_of(request), token_sent=_token_sent(request))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        error = errors.ValidationFailed("The request is not valid.", _validation_errors(exc))
+        return problem_response(error, request_id_of(request))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: errors.GatehouseError
+        if exc.status_code == 404:
+            error = errors.NotFound()
+        elif exc.status_code == 405:
+            error = errors.MethodNotAllowed()
+        elif exc.status_code == 413:
+            error = errors.PayloadTooLarge()
+        elif exc.status_code == 415:
+            error = errors.UnsupportedMediaType()
+        elif exc.status_code in (400, 422):
+            error = errors.ValidationFailed("The request is not valid.")
+        else:
+            error = errors.InternalError()
+        response = problem_response(error, request_id_of(request))
+        if exc.status_code == 405 and exc.headers and "allow" in {k.lower() for k in exc.headers}:
+            response.headers["Allow"] = {k.lower(): v for k, v in exc.headers.items()}["allow"]
+        return response
+
+    app.add_exception_handler(errors.GatehouseError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

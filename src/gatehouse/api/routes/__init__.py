@@ -1,0 +1,1 @@
+"""Routers, one per area of API.md §4."""

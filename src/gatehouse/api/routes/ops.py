@@ -1,0 +1,70 @@
+"""Probes, metrics, the JWKS and client error reports."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from gatehouse.api.deps import Ctx, RateLimit, authenticate, client_ip
+from gatehouse.api.schemas import ClientErrorIn
+from gatehouse.errors import PermissionDenied
+from gatehouse.ops.health import readiness
+
+router = APIRouter(tags=["ops"])
+log = structlog.get_logger("gatehouse.client_errors")
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """200 while the process serves."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready; `checks` says why"}})
+async def readyz(ctx: Ctx) -> JSONResponse:
+    """200 when the database is reachable, migrations are at head and the cache answers."""
+    checks = await readiness(ctx.engine, ctx.kv)
+    ok = all(c.ok for c in checks.values())
+    body = {"status": "ok" if ok else "fail",
+            "checks": {name: {"ok": c.ok, "detail": c.detail} for name, c in checks.items()}}
+    return JSONResponse(body, status_code=200 if ok else 503,
+                        headers={} if ok else {"Retry-After": str(ctx.settings.retry_after_seconds)})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request, ctx: Ctx) -> Response:
+    """Prometheus text; needs GATEHOUSE_METRICS_TOKEN, an `ops:read` token or API key."""
+    token = ctx.settings.metrics_token
+    header = request.headers.get("authorization", "")
+    presented = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not (token and presented and hmac.compare_digest(
+        presented.encode(), token.get_secret_value().encode()
+    )):
+        principal = await authenticate(request)
+        if "ops:read" not in principal.permissions:
+            raise PermissionDenied("This needs the 'ops:read' permission.")
+    return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(ctx: Ctx) -> JSONResponse:
+    """Public keys that verify access tokens (empty under HS256)."""
+    return JSONResponse(ctx.key_ring.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+client_errors = APIRouter(tags=["ops"], dependencies=[Depends(RateLimit("client_errors"))])
+
+
+@client_errors.post("/client-errors", status_code=202)
+async def report_client_error(body: ClientErrorIn, request: Request) -> dict[str, Any]:
+    """Browser error reports: logged (no cookies or headers) for error tracking."""
+    log.warning("client_error", message=body.message[:500], url=body.url, ip=client_ip(request),
+                reported_request_id=body.request_id,
+                request_id=request.scope["state"].get("request_id"))
+    return {"accepted": True}
+
+

@@ -1,0 +1,151 @@
+"""Request and response bodies. Requests refuse unknown fields (API.md §1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(lambda v: v.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
+]
+
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Email = Annotated[str, Field(min_length=3, max_length=320)]
+Password = Annotated[str, Field(min_length=1, max_length=4096)]
+Name = Annotated[str, Field(max_length=200)]
+
+
+class LoginIn(Strict):
+    email: Email
+    password: Password
+
+
+class RefreshIn(Strict):
+    refresh_token: Annotated[str, Field(max_length=512)] | None = None
+
+
+class RegisterIn(Strict):
+    email: Email
+    password: Password
+    name: Name = ""
+
+
+class ProfilePatch(Strict):
+    name: Name
+
+
+class PasswordChangeIn(Strict):
+    current_password: Password
+    new_password: Password
+
+
+class AdminUserCreate(Strict):
+    email: Email
+    password: Password
+    name: Name = ""
+    roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] = ["user"]
+
+
+class AdminUserPatch(Strict):
+    name: Name | None = None
+    roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] | None = None
+    disabled: bool | None = None
+
+
+class ApiKeyCreate(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
+    expires_at: AwareDatetime | None = None
+    require_signature: bool = False
+
+
+class ClientErrorIn(Strict):
+    message: Annotated[str, Field(min_length=1, max_length=2000)]
+    stack: Annotated[str, Field(max_length=16000)] | None = None
+    url: Annotated[str, Field(max_length=2000)] | None = None
+    request_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    disabled: bool
+    created_at: str
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    session_id: str
+    user: UserOut
+
+
+class CookieLoginOut(BaseModel):
+    user: UserOut
+    session_id: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+class ValidateOut(BaseModel):
+    active: bool
+    user_id: str
+    session_id: str
+    roles: list[str]
+    permissions: list[str]
+    expires_at: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: Timestamp
+    last_used_at: Timestamp
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: Timestamp
+    type: str
+    user_id: str | None
+    ip: str | None
+    request_id: str | None
+    data: dict[str, Any]
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None = None
+    require_signature: bool
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str
+    signing_secret: str | None

@@ -1,0 +1,104 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncio
+
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from gatehouse import __version__
+from gatehouse.api import problem
+from gatehouse.api.middleware import ClientIP, GatehouseMiddleware
+from gatehouse.api.routes import admin, auth, ops, users
+from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
+from gatehouse.context import Context
+from gatehouse.settings import Settings
+
+log = structlog.get_logger("gatehouse")
+
+
+async def _follow_revocations(ctx: Context) -> None:
+    """Apply revocations and unlocks written by other processes (CLI, other instances)."""
+    last_event = 0
+    while True:
+        await asyncio.sleep(POLL_INTERVAL)
+        try:
+            async with ctx.db() as db:
+                await ctx.revocations.warm_up(db, POLL_OVERLAP)
+                last_event = await apply_unlocks(db, ctx.throttle, last_event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database may be down for a while; keep following
+            log.warning("revocation_poll_failed", error=type(exc).__name__)
+
+
+def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
+    ctx = context or Context.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with ctx.db() as db:
+                restored = await ctx.revocations.warm_up(db)
+            log.info("startup", version=__version__, database=ctx.engine.dialect.name,
+                     cache=ctx.kv.name, revocations_restored=restored)
+        except Exception as exc:  # the database may be down at boot; /readyz says so
+            log.warning("startup_warm_up_failed", error=type(exc).__name__)
+        poller = asyncio.create_task(_follow_revocations(ctx))
+        yield
+        poller.cancel()
+        await ctx.close()
+
+    app = FastAPI(
+        title="Gatehouse",
+        version=__version__,
+        description="Self-hosted authentication and API-token service.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    problem.install(app)
+
+    for prefix, deprecated in (("/api/v1", False), ("/api", True)):
+        for router in (auth.public, auth.router, users.router, admin.router, ops.client_errors):
+            app.include_router(router, prefix=prefix, include_in_schema=not deprecated,
+                               deprecated=deprecated or None)
+    app.include_router(ops.router)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID",
+                           "X-Auth-Mode", "X-API-Key", "X-Signature"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                            "RateLimit-Remaining", "RateLimit-Reset"],
+            max_age=600,
+        )
+    app.add_middleware(
+        GatehouseMiddleware,
+        metrics=ctx.metrics,
+        client_ip=ClientIP(settings.trusted_proxies),
+        max_body=settings.max_body_bytes,
+        hsts=settings.https,
+        retry_after=settings.retry_after_seconds,
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (`gatehouse serve`): settings from the environment, JSON logs."""
+    from gatehouse.ops.logging import configure_logging
+    from gatehouse.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    return create_app(settings)

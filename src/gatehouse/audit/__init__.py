@@ -1,0 +1,1 @@
+"""Audit trail of security events (API.md §4 event types)."""

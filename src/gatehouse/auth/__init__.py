@@ -1,0 +1,1 @@
+"""Authentication: passwords, access tokens, sessions and refresh rotation, API keys, RBAC."""

@@ -1,0 +1,152 @@
+"""Signing keys: HS256 with JWT_SECRET, or Ed25519 keys in JWT_KEYS_DIR (RFC 8037), with a JWKS.
+
+Under EdDSA every `*.pem` in the directory verifies and the last by file name
+signs; `gatehouse keys rotate` adds `<UTC timestamp>.pem`, so old keys keep
+verifying until their tokens expire. `kid` is the RFC 7638 thumbprint of the
+public key. The directory is re-read when an unknown `kid` arrives (at most
+every few seconds) and periodically for signing, so a rotation done on one
+instance reaches the others without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
+
+from gatehouse.settings import SettingsError
+
+RELOAD_INTERVAL = 5.0
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def ed25519_jwk(public: Ed25519PublicKey) -> dict[str, str]:
+    x = _b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+    return {"crv": "Ed25519", "kty": "OKP", "x": x}
+
+
+def thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638 §3: SHA-256 of the required members, sorted, no whitespace."""
+    canonical = json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode()
+    return _b64(hashlib.sha256(canonical).digest())
+
+
+class KeyRingError(SettingsError):
+    """Unusable signing keys: reported like any other configuration problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([message])
+
+
+class KeyRing:
+    """The keys one algorithm signs and verifies with."""
+
+    def __init__(self, algorithm: str, *, secret: str | None = None, keys_dir: Path | None = None):
+        self.algorithm = algorithm
+        self._secret = secret
+        self._dir = keys_dir
+        self._private: dict[str, Ed25519PrivateKey] = {}
+        self._public: dict[str, Ed25519PublicKey] = {}
+        self._signing_kid: str | None = None
+        self._loaded_at = 0.0
+        if algorithm == "HS256":
+            if not secret:
+                raise KeyRingError("JWT_SECRET: required when JWT_ALGORITHM=HS256")
+        elif algorithm == "EdDSA":
+            self._load()
+            if self._signing_kid is None:
+                raise KeyRingError(
+                    f"JWT_KEYS_DIR: no Ed25519 *.pem keys in {keys_dir} (run `gatehouse keys rotate`)"
+                )
+        else:
+            raise KeyRingError(f"JWT_ALGORITHM: unsupported algorithm {algorithm}")
+
+    def _load(self) -> None:
+        assert self._dir is not None
+        private: dict[str, Ed25519PrivateKey] = {}
+        signing = None
+        try:
+            files = sorted(self._dir.glob("*.pem"))
+        except OSError as exc:
+            raise KeyRingError(f"JWT_KEYS_DIR: cannot read {self._dir}: {exc.strerror}") from None
+        for path in files:
+            try:
+                key = load_pem_private_key(path.read_bytes(), password=None)
+            except (OSError, ValueError, TypeError):
+                raise KeyRingError(f"JWT_KEYS_DIR: {path.name} is not a PEM private key") from None
+            if not isinstance(key, Ed25519PrivateKey):
+                raise KeyRingError(f"JWT_KEYS_DIR: {path.name} is not an Ed25519 key")
+            kid = thumbprint(ed25519_jwk(key.public_key()))
+            private[kid] = key
+            signing = kid
+        self._private = private
+        self._public = {kid: k.public_key() for kid, k in private.items()}
+        self._signing_kid = signing
+        self._loaded_at = time.monotonic()
+
+    def _maybe_reload(self) -> None:
+        if self._dir is not None and time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
+            try:
+                self._load()
+            except KeyRingError:
+                self._loaded_at = time.monotonic()  # keep the keys we have; doctor reports it
+
+    def signing_key(self) -> tuple[str | None, Any]:
+        if self.algorithm == "HS256":
+            return None, self._secret
+        self._maybe_reload()
+        assert self._signing_kid is not None
+        return self._signing_kid, self._private[self._signing_kid]
+
+    def verification_key(self, kid: str | None) -> Any:
+        if self.algorithm == "HS256":
+            return self._secret if kid is None else None
+        if kid is None:
+            return None
+        key = self._public.get(kid)
+        if key is None:
+            self._maybe_reload()
+            key = self._public.get(kid)
+        return key
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        if self.algorithm == "HS256":
+            return {"keys": []}
+        self._maybe_reload()
+        return {
+            "keys": [
+                {**ed25519_jwk(pub), "kid": kid, "alg": "EdDSA", "use": "sig"}
+                for kid, pub in self._public.items()
+            ]
+        }
+
+
+def write_new_key(keys_dir: Path) -> Path:
+    """Create `<UTC timestamp>.pem` (mode 0600) holding a fresh Ed25519 key."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = keys_dir / f"{stamp}.pem"
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return path

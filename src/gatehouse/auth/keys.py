@@ -1,0 +1,41 @@
+"""Server-side keys derived from ENCRYPTION_KEY, and symmetric encryption at rest.
+
+Each purpose gets its own HMAC-derived key so that a value made for one
+purpose (a refresh-token hash, a CSRF token, a successor secret) can never be
+replayed as another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class ServerKeys:
+    def __init__(self, encryption_key: str) -> None:
+        self._root = encryption_key.encode()
+        self.refresh_hash = self._derive("refresh-hash")
+        self.refresh_successor = self._derive("refresh-successor")
+        self.csrf = self._derive("csrf")
+        self.api_key_hash = self._derive("api-key-hash")
+        self._aead = AESGCM(self._derive("aead"))
+
+    def _derive(self, purpose: str) -> bytes:
+        return hmac.new(self._root, b"gatehouse:" + purpose.encode(), hashlib.sha256).digest()
+
+    @staticmethod
+    def mac(key: bytes, message: str) -> str:
+        return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+    def encrypt(self, plaintext: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), b"gatehouse")
+        return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def decrypt(self, token: str) -> str:
+        raw = base64.urlsafe_b64decode(token.encode())
+        return self._aead.decrypt(raw[:12], raw[12:], b"gatehouse").decode()

@@ -1,0 +1,126 @@
+"""Password hashing (argon2id, bcrypt imports) off the event loop, and the password policy.
+
+Hashing runs in a thread pool sized to the cores: argon2-cffi and bcrypt
+release the GIL, so a login storm uses the cores without stalling token
+validation on the event loop. The policy follows NIST SP 800-63B §5.1.1.2:
+a minimum length, long passphrases allowed, no composition rules, and
+common or context-specific passwords refused (zxcvbn's dictionaries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import bcrypt
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from zxcvbn import zxcvbn
+
+from gatehouse.errors import WeakPassword
+
+MAX_PASSWORD_BYTES = 1024
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# zxcvbn is super-linear in the input length; what follows the first 100
+# characters of a passphrase adds strength, never weakness, so it is not scored.
+_ZXCVBN_MAX_CHARS = 100
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    needs_rehash: bool = False
+
+
+class PasswordHasher:
+    """argon2id hashing plus bcrypt verification for imported hashes."""
+
+    def __init__(
+        self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None
+    ) -> None:
+        self._argon2 = Argon2Hasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 2, thread_name_prefix="gatehouse-hash"
+        )
+        # A real hash of a random password: unknown emails are verified against
+        # it so that their timing matches a wrong password for a real account.
+        self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
+
+    def hash_sync(self, password: str) -> str:
+        return self._argon2.hash(password)
+
+    def verify_sync(self, stored_hash: str | None, password: str) -> Verification:
+        if stored_hash is None:
+            self._verify_argon2(self._dummy_hash, password)
+            return Verification(ok=False)
+        if stored_hash.startswith(BCRYPT_PREFIXES):
+            return self._verify_bcrypt(stored_hash, password)
+        if not self._verify_argon2(stored_hash, password):
+            return Verification(ok=False)
+        return Verification(ok=True, needs_rehash=self._argon2.check_needs_rehash(stored_hash))
+
+    def _verify_argon2(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._argon2.verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    @staticmethod
+    def _verify_bcrypt(stored_hash: str, password: str) -> Verification:
+        # The $2y$ (PHP) variant is the same algorithm as $2b$.
+        normalised = "$2b$" + stored_hash[4:] if stored_hash.startswith("$2y$") else stored_hash
+        raw = password.encode()
+        if len(raw) > 72:
+            # bcrypt only ever read the first 72 bytes; the imported hash was made that way.
+            raw = raw[:72]
+        try:
+            ok = bcrypt.checkpw(raw, normalised.encode())
+        except ValueError:
+            ok = False
+        return Verification(ok=ok, needs_rehash=ok)
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.hash_sync, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> Verification:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.verify_sync, stored_hash, password)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def is_supported_hash(value: str) -> bool:
+    """True for argon2 (`$argon2id$`, `$argon2i$`, `$argon2d$`) and bcrypt hashes."""
+    if value.startswith(BCRYPT_PREFIXES):
+        return len(value) == 60
+    return value.startswith(("$argon2id$", "$argon2i$", "$argon2d$")) and value.count("$") >= 4
+
+
+def check_password_policy(
+    password: str, *, min_length: int, email: str = "", name: str = "", field: str = "password"
+) -> None:
+    """Raise WeakPassword with the reason when the password is refused."""
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise WeakPassword(f"Password is too long (at most {MAX_PASSWORD_BYTES} bytes).", field)
+    # Count user-perceived characters the way NIST asks (normalised code points).
+    length = len(unicodedata.normalize("NFKC", password))
+    if length < min_length:
+        raise WeakPassword(f"Password is too short (at least {min_length} characters).", field)
+    lowered = password.strip().lower()
+    local = email.split("@", 1)[0]
+    if email and (lowered == email.lower() or lowered == local.lower()):
+        raise WeakPassword("Password must not be your email address.", field)
+    inputs = [v for v in (email, local, name, "gatehouse") if v]
+    result = zxcvbn(password[:_ZXCVBN_MAX_CHARS], user_inputs=inputs)
+    if result["score"] < 2:
+        warning = result["feedback"].get("warning") or "It is too easy to guess."
+        raise WeakPassword(f"Password is too common or guessable: {warning}", field)

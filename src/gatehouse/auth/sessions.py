@@ -1,0 +1,363 @@
+"""Sessions: login, refresh-token rotation with idempotent grace, revocation.
+
+Refresh tokens are `<session id>.<secret>` with a 256-bit secret; the database
+keeps only HMAC(refresh-hash key, secret). Rotation is deterministic: the
+successor of secret S is HMAC(successor key, S). So every racer holding S
+computes the same successor, the insert of its hash is idempotent (a primary
+key with ON CONFLICT DO NOTHING), and all of them answer with the same token
+(DESIGN.md "The token lifecycle" §3).
+
+A superseded token presented within REFRESH_GRACE_SECONDS of being superseded
+walks the chain S -> S' -> S'' ... to the session's current token and answers
+with it (same value every time, no new rotation); later, it is theft: the
+session is revoked and `refresh.reuse_detected` recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatehouse.audit.service import Actor, record
+from gatehouse.auth.access_tokens import AccessTokens, uuid7
+from gatehouse.auth.keys import ServerKeys
+from gatehouse.auth.passwords import PasswordHasher
+from gatehouse.auth.revocation import Revocations
+from gatehouse.auth.throttle import LoginThrottle
+from gatehouse.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    LoginThrottled,
+    NotFound,
+    RefreshExpired,
+    RefreshInvalid,
+    RefreshReused,
+    SessionRevoked,
+)
+from gatehouse.ops.metrics import Metrics
+from gatehouse.store.db.models import RefreshToken, Session, User
+from gatehouse.users.emails import normalize_email
+from gatehouse.users.service import find_by_email, set_password_hash
+
+_TOKEN = re.compile(r"^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$")
+MAX_GRACE_CHAIN = 64
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    refresh_ttl: int
+    idle_ttl: int
+    grace_seconds: int
+
+
+@dataclass
+class IssuedTokens:
+    access_token: str
+    access_exp: int
+    refresh_token: str
+    session_id: str
+    session_expires_at: datetime
+    user: User
+    result: str = "success"  # "success" or "grace" for refreshes
+
+    def expires_in(self) -> int:
+        return max(0, self.access_exp - int(time.time()))
+
+    def refresh_expires_in(self) -> int:
+        return max(0, int((self.session_expires_at - datetime.now(UTC)).total_seconds()))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        db: async_sessionmaker[AsyncSession],
+        keys: ServerKeys,
+        tokens: AccessTokens,
+        hasher: PasswordHasher,
+        revocations: Revocations,
+        throttle: LoginThrottle,
+        metrics: Metrics,
+        policy: SessionPolicy,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.tokens = tokens
+        self.hasher = hasher
+        self.revocations = revocations
+        self.throttle = throttle
+        self.metrics = metrics
+        self.policy = policy
+
+    # -- secrets --------------------------------------------------------------------
+
+    def hash_secret(self, secret: str) -> str:
+        return ServerKeys.mac(self.keys.refresh_hash, secret)
+
+    def successor(self, secret: str) -> str:
+        return _b64(hmac.digest(self.keys.refresh_successor, secret.encode(), "sha256"))
+
+    def csrf_token(self, session_id: str) -> str:
+        """The CSRF token bound to a session (no storage: recomputed to check)."""
+        return _b64(hmac.digest(self.keys.csrf, session_id.encode(), "sha256"))
+
+    def csrf_valid(self, session_id: str, presented: str) -> bool:
+        return hmac.compare_digest(self.csrf_token(session_id), presented)
+
+    # -- login ----------------------------------------------------------------------
+
+    async def login(
+        self, email: str, password: str, actor: Actor, *, auth_mode: str = "token"
+    ) -> IssuedTokens:
+        email = normalize_email(email)
+        ip = actor.ip or "unknown"
+        try:
+            await self.throttle.check(email, ip)
+        except LoginThrottled:
+            self.metrics.logins.labels("throttled").inc()
+            async with self.db.begin() as db:
+                await record(db, "login.throttled", actor, email=email)
+            raise
+        async with self.db() as db:
+            user = await find_by_email(db, email)
+        verification = await self.hasher.verify(user.password_hash if user else None, password)
+        if user is None or not verification.ok:
+            await self.throttle.failed(email, ip)
+            self.metrics.logins.labels("invalid_credentials").inc()
+            async with self.db.begin() as db:
+                await record(db, "login.failure", actor, email=email,
+                             target_user_id=user.id if user else None)
+            raise InvalidCredentials()
+        if user.disabled:
+            self.metrics.logins.labels("disabled").inc()
+            raise AccountDisabled()
+        await self.throttle.succeeded(email, ip)
+        if verification.needs_rehash:
+            new_hash = await self.hasher.hash(password)
+            async with self.db.begin() as db:
+                await set_password_hash(db, user.id, new_hash)
+        issued = await self._open_session(user, actor, auth_mode)
+        self.metrics.logins.labels("success").inc()
+        return issued
+
+    async def _open_session(self, user: User, actor: Actor, auth_mode: str) -> IssuedTokens:
+        now = datetime.now(UTC)
+        sid = uuid7()
+        secret = _b64(secrets.token_bytes(32))
+        expires = now + timedelta(seconds=self.policy.refresh_ttl)
+        async with self.db.begin() as db:
+            await db.execute(insert(Session).values(
+                id=sid, user_id=user.id, created_at=now, expires_at=expires, last_used_at=now,
+                ip=actor.ip, user_agent=(actor.user_agent or "")[:512] or None, auth_mode=auth_mode,
+            ))
+            await db.execute(insert(RefreshToken).values(
+                token_hash=self.hash_secret(secret), session_id=sid, generation=0, created_at=now,
+            ))
+            await record(db, "login.success", Actor(user.id, actor.ip, actor.request_id),
+                         session_id=sid, auth_mode=auth_mode)
+        access, exp = self.tokens.issue(user_id=user.id, session_id=sid, roles=list(user.roles))
+        return IssuedTokens(access, exp, f"{sid}.{secret}", sid, expires, user)
+
+    # -- refresh --------------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str, actor: Actor) -> IssuedTokens:
+        started = time.perf_counter()
+        try:
+            issued = await self._refresh(refresh_token, actor)
+        except (RefreshInvalid, RefreshExpired, RefreshReused, SessionRevoked) as exc:
+            label = {RefreshInvalid: "invalid", RefreshExpired: "expired",
+                     RefreshReused: "reused", SessionRevoked: "revoked"}[type(exc)]
+            self.metrics.refreshes.labels(label).inc()
+            raise
+        self.metrics.refreshes.labels(issued.result).inc()
+        self.metrics.refresh_duration.observe(time.perf_counter() - started)
+        return issued
+
+    async def _refresh(self, refresh_token: str, actor: Actor) -> IssuedTokens:
+        match = _TOKEN.match(refresh_token or "")
+        if match is None:
+            raise RefreshInvalid()
+        sid, secret = match.groups()
+        token_hash = self.hash_secret(secret)
+        now = datetime.now(UTC)
+        async with self.db() as db:
+            row = (await db.execute(
+                select(RefreshToken.generation, RefreshToken.superseded_at, Session, User)
+                .join(Session, Session.id == RefreshToken.session_id)
+                .join(User, User.id == Session.user_id)
+                .where(RefreshToken.token_hash == token_hash, RefreshToken.session_id == sid)
+            )).one_or_none()
+        if row is None:
+            raise RefreshInvalid()
+        generation, superseded_at, session, user = row
+        if session.revoked_at is not None or user.disabled:
+            if session.reuse_token_hash is not None and hmac.compare_digest(
+                session.reuse_token_hash, token_hash
+            ):
+                raise RefreshReused()
+            raise SessionRevoked()
+        idle_end = session.last_used_at + timedelta(seconds=self.policy.idle_ttl)
+        if now >= session.expires_at or now >= idle_end:
+            raise RefreshExpired()
+        if superseded_at is None:
+            new_secret = await self._rotate(sid, token_hash, generation, secret, actor, now)
+            result = "success"
+        elif (now - superseded_at).total_seconds() <= self.policy.grace_seconds:
+            new_secret = await self._current_in_chain(sid, secret, generation)
+            result = "grace"
+        else:
+            await self._reuse_detected(session, token_hash, actor)
+            raise RefreshReused()
+        access, exp = self.tokens.issue(user_id=user.id, session_id=sid, roles=list(user.roles))
+        return IssuedTokens(access, exp, f"{sid}.{new_secret}", sid, session.expires_at, user,
+                            result)
+
+    def _insert_ignore(self, db: AsyncSession, values: dict[str, Any]) -> Any:
+        dialect = db.get_bind().dialect.name
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return ins(RefreshToken).values(**values).on_conflict_do_nothing()
+
+    async def _rotate(
+        self, sid: str, token_hash: str, generation: int, secret: str, actor: Actor, now: datetime
+    ) -> str:
+        new_secret = self.successor(secret)
+        async with self.db.begin() as db:
+            # Both statements are idempotent: every racer converges on one successor.
+            await db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == token_hash, RefreshToken.superseded_at.is_(None))
+                .values(superseded_at=now)
+            )
+            await db.execute(self._insert_ignore(db, {
+                "token_hash": self.hash_secret(new_secret), "session_id": sid,
+                "generation": generation + 1, "created_at": now,
+            }))
+            await db.execute(
+                update(Session).where(Session.id == sid).values(
+                    last_used_at=now, ip=actor.ip,
+                    user_agent=(actor.user_agent or "")[:512] or None,
+                )
+            )
+        return new_secret
+
+    async def _current_in_chain(self, sid: str, secret: str, generation: int) -> str:
+        async with self.db() as db:
+            current = (await db.execute(
+                select(RefreshToken.token_hash, RefreshToken.generation).where(
+                    RefreshToken.session_id == sid, RefreshToken.superseded_at.is_(None)
+                )
+            )).first()
+        if current is None:
+            raise SessionRevoked()
+        cur_hash, cur_gen = current
+        steps = cur_gen - generation
+        if not 0 < steps <= MAX_GRACE_CHAIN:
+            raise RefreshInvalid()
+        candidate = secret
+        for _ in range(steps):
+            candidate = self.successor(candidate)
+        if not hmac.compare_digest(self.hash_secret(candidate), cur_hash):
+            raise RefreshInvalid()
+        return candidate
+
+    async def _reuse_detected(self, session: Session, token_hash: str, actor: Actor) -> None:
+        now = datetime.now(UTC)
+        async with self.db.begin() as db:
+            result = await db.execute(
+                update(Session).where(Session.id == session.id, Session.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason="reuse", reuse_token_hash=token_hash)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                await record(db, "refresh.reuse_detected",
+                             Actor(None, actor.ip, actor.request_id, actor.user_agent),
+                             session_id=session.id, target_user_id=session.user_id)
+        await self.revocations.revoke_sessions([session.id], "reuse")
+        self.metrics.sessions_revoked.labels("reuse").inc()
+
+    # -- revocation -----------------------------------------------------------------
+
+    async def revoke(
+        self, db: AsyncSession, *, user_id: str, reason: str, session_id: str | None = None,
+        keep_session: str | None = None,
+    ) -> list[str]:
+        """Revoke one session or all of a user's live sessions inside `db`'s transaction.
+
+        Call `publish_revocation` after the commit (database first: fail closed).
+        """
+        stmt = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        if session_id is not None:
+            stmt = stmt.where(Session.id == session_id)
+        if keep_session is not None:
+            stmt = stmt.where(Session.id != keep_session)
+        result = await db.execute(
+            stmt.values(revoked_at=datetime.now(UTC), revoke_reason=reason).returning(Session.id)
+        )
+        return [r[0] for r in result.all()]
+
+    async def publish_revocation(self, session_ids: list[str], reason: str) -> None:
+        await self.revocations.revoke_sessions(session_ids, reason)
+        if session_ids:
+            self.metrics.sessions_revoked.labels(reason).inc(len(session_ids))
+
+    async def logout(self, user_id: str, session_id: str, actor: Actor) -> None:
+        async with self.db.begin() as db:
+            ids = await self.revoke(db, user_id=user_id, session_id=session_id, reason="logout")
+            await record(db, "logout", actor, session_id=session_id)
+        await self.publish_revocation(ids or [session_id], "logout")
+
+    async def logout_all(self, user_id: str, actor: Actor) -> int:
+        async with self.db.begin() as db:
+            ids = await self.revoke(db, user_id=user_id, reason="logout_all")
+            await record(db, "logout_all", actor, count=len(ids))
+            await record(db, "sessions.revoked_all", actor, target_user_id=user_id,
+                         count=len(ids), reason="logout_all")
+        await self.publish_revocation(ids, "logout_all")
+        return len(ids)
+
+    async def revoke_one(self, user_id: str, session_id: str, actor: Actor) -> None:
+        """DELETE /auth/sessions/{id}: own sessions only, 404 otherwise."""
+        async with self.db.begin() as db:
+            ids = await self.revoke(db, user_id=user_id, session_id=session_id, reason="logout")
+            if not ids:
+                raise NotFound("No such session.")
+            await record(db, "session.revoked", actor, session_id=session_id)
+        await self.publish_revocation(ids, "logout")
+
+    async def list_sessions(
+        self, user_id: str, current_sid: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        now = datetime.now(UTC)
+        idle_cut = now - timedelta(seconds=self.policy.idle_ttl)
+        stmt = (
+            select(Session)
+            .where(Session.user_id == user_id, Session.revoked_at.is_(None),
+                   Session.expires_at > now, Session.last_used_at > idle_cut)
+            .order_by(Session.id.desc())
+            .limit(limit + 1)
+        )
+        if cursor:
+            stmt = stmt.where(Session.id < cursor)
+        async with self.db() as db:
+            rows = list((await db.scalars(stmt)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {"id": s.id, "created_at": s.created_at, "last_used_at": s.last_used_at, "ip": s.ip,
+             "user_agent": s.user_agent, "current": s.id == current_sid}
+            for s in rows
+        ]
+        return items, (rows[-1].id if more and rows else None)

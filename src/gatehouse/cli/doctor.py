@@ -1,0 +1,135 @@
+"""`gatehouse doctor`: configuration, secrets, database, migrations, cache, keys, integrations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import typer
+from rich.table import Table
+
+from gatehouse.cli.common import out
+from gatehouse.settings import Settings, SettingsError, load_settings
+
+
+@dataclass
+class DoctorCheck:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def _secrets(settings: Settings) -> list[DoctorCheck]:
+    checks = []
+    if settings.jwt_algorithm == "HS256":
+        if settings.jwt_secret is None:
+            checks.append(DoctorCheck("jwt_secret", False, "JWT_SECRET is not set",
+                                      "run `gatehouse keys generate` and set JWT_SECRET"))
+        else:
+            n = len(settings.jwt_secret.get_secret_value().encode())
+            checks.append(DoctorCheck("jwt_secret", True, f"{n} bytes"))
+    try:
+        from gatehouse.auth.jwks import KeyRing
+
+        ring = KeyRing(settings.jwt_algorithm,
+                       secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else "x",
+                       keys_dir=settings.jwt_keys_dir)
+        checks.append(DoctorCheck("signing_keys", True,
+                                  f"{settings.jwt_algorithm}, {len(ring.jwks()['keys'])} public key(s)"))
+    except SettingsError as exc:
+        checks.append(DoctorCheck("signing_keys", False, exc.lines[0], "run `gatehouse keys rotate`"))
+    if settings.encryption_key is None:
+        checks.append(DoctorCheck("encryption_key", False, "ENCRYPTION_KEY is not set",
+                                  "run `gatehouse keys generate` and set ENCRYPTION_KEY"))
+    else:
+        checks.append(DoctorCheck("encryption_key", True, "32 characters"))
+    return checks
+
+
+def _integrations(settings: Settings, online: bool) -> list[DoctorCheck]:
+    checks = []
+    if settings.slack_webhook_url is not None:
+        url = settings.slack_webhook_url.get_secret_value()
+        ok = url.startswith("https://")
+        checks.append(DoctorCheck("slack", ok, "webhook URL set" if ok else "not an https URL",
+                                  "" if ok else "SLACK_WEBHOOK_URL must be https://hooks.slack.com/..."))
+    if settings.openai_api_key is not None:
+        ok = settings.openai_api_key.get_secret_value().startswith("sk-")
+        checks.append(DoctorCheck("openai", ok, "key set" if ok else "does not look like an OpenAI key",
+                                  "" if ok else "OPENAI_API_KEY starts with sk-"))
+    if settings.openphone_api_key is not None:
+        ok = bool(settings.openphone_from and settings.openphone_from.startswith("+"))
+        checks.append(DoctorCheck("openphone", ok, "key and sender set" if ok else "OPENPHONE_FROM missing",
+                                  "" if ok else "set OPENPHONE_FROM to an E.164 number like +15551234567"))
+    if settings.vapid_public_key:
+        checks.append(DoctorCheck("vapid", bool(settings.vapid_subject),
+                                  "matching P-256 pair" + ("" if settings.vapid_subject else ", no subject"),
+                                  "" if settings.vapid_subject else "set VAPID_SUBJECT=mailto:you@example.com"))
+    if online and settings.slack_webhook_url is not None:
+        import httpx
+
+        try:
+            r = httpx.post(settings.slack_webhook_url.get_secret_value(),
+                           json={"text": "gatehouse doctor: connectivity check"}, timeout=5)
+            checks.append(DoctorCheck("slack_online", r.status_code < 300, f"HTTP {r.status_code}"))
+        except httpx.HTTPError as exc:
+            checks.append(DoctorCheck("slack_online", False, f"unreachable ({type(exc).__name__})"))
+    return checks
+
+
+async def _services(settings: Settings) -> list[DoctorCheck]:
+    from gatehouse.ops.health import check_cache, check_database
+    from gatehouse.store.db.engine import create_engine
+    from gatehouse.store.kv import create_kv
+
+    engine = create_engine(settings.database_url)
+    kv = create_kv(settings.redis_url)
+    try:
+        database, migrations = await check_database(engine)
+        cache = await check_cache(kv)
+    finally:
+        await engine.dispose()
+        try:
+            await kv.close()
+        except Exception:  # noqa: S110 - closing a cache that is down has nothing to report
+            pass
+    return [
+        DoctorCheck("database", database.ok, database.detail,
+                    "" if database.ok else "check DATABASE_URL and that the server runs"),
+        DoctorCheck("migrations", migrations.ok, migrations.detail,
+                    "" if migrations.ok else "run `gatehouse db upgrade`"),
+        DoctorCheck("cache", cache.ok, cache.detail, "" if cache.ok else "check REDIS_URL"),
+    ]
+
+
+def run_checks(online: bool = False) -> list[DoctorCheck]:
+    import asyncio
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return [DoctorCheck("settings", False, line, "fix the variable named") for line in exc.lines]
+    checks = [DoctorCheck("settings", True, "all variables valid")]
+    checks += _secrets(settings)
+    checks += asyncio.run(_services(settings))
+    checks += _integrations(settings, online)
+    return checks
+
+
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print {ok, checks} as JSON."),
+    online: bool = typer.Option(False, "--online", help="Also call the configured integrations."),
+) -> None:
+    """Check configuration, secrets, database, migrations, cache and integrations."""
+    checks = run_checks(online)
+    ok = all(c.ok for c in checks)
+    if as_json:
+        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        table = Table("check", "", "detail", "hint")
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail, c.hint)
+        out.print(table)
+    settings_broken = any(c.name == "settings" and not c.ok for c in checks)
+    raise typer.Exit(0 if ok else 2 if settings_broken else 1)

@@ -1,0 +1,160 @@
+"""`gatehouse users`, `gatehouse sessions` and `gatehouse cache`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gatehouse.audit.service import CLI, record
+from gatehouse.cli.common import err, fail, out, settings_or_exit, with_context
+from gatehouse.context import Context
+from gatehouse.errors import NotFound
+from gatehouse.store.db.models import User
+from gatehouse.users import importer
+from gatehouse.users import service as users
+
+app = typer.Typer(help="Manage users.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Manage sessions.", no_args_is_help=True)
+cache_app = typer.Typer(help="Manage the key-value cache.", no_args_is_help=True)
+
+
+async def _by_email(ctx: Context, email: str) -> User:
+    user = await ctx.accounts.user_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with email {email}")
+    return user
+
+
+@app.command("create")
+def create(
+    email: str = typer.Option(..., help="Email address (normalised)."),
+    password: str = typer.Option(..., help="Password (checked against the policy)."),
+    name: str = typer.Option("", help="Display name."),
+    role: list[str] = typer.Option(["user"], "--role", help="Role; repeat for several."),
+) -> None:
+    """Create a user."""
+    async def work(ctx: Context) -> User:
+        return await ctx.accounts.create(email=email, password=password, name=name, roles=role, actor=CLI)
+
+    user = with_context(settings_or_exit(), work)
+    out.print(f"created {user.email} ({user.id}) roles: {', '.join(user.roles)}")
+
+
+@app.command("list")
+def list_(q: str = typer.Option(None, help="Substring of email or name."),
+          limit: int = typer.Option(200, min=1, max=10_000)) -> None:
+    """List users."""
+    async def work(ctx: Context) -> list[User]:
+        rows: list[User] = []
+        cursor = None
+        async with ctx.db() as db:
+            while len(rows) < limit:
+                page, cursor = await users.list_users(db, q=q, limit=min(200, limit - len(rows)),
+                                                      cursor=cursor)
+                rows += page
+                if cursor is None:
+                    break
+        return rows
+
+    rows = with_context(settings_or_exit(), work)
+    table = Table("email", "name", "roles", "disabled", "created", "id")
+    for u in rows:
+        table.add_row(u.email, u.name, ",".join(u.roles), "yes" if u.disabled else "",
+                      users.rfc3339(u.created_at), u.id)
+    out.print(table)
+
+
+@app.command("set-role")
+def set_role(email: str, roles: list[str] = typer.Argument(..., help="The complete new role list.")) -> None:
+    """Replace a user's roles (tokens issued before answer token_expired within 1 s)."""
+    async def work(ctx: Context) -> User:
+        return await ctx.accounts.set_roles((await _by_email(ctx, email)).id, roles, CLI)
+
+    user = with_context(settings_or_exit(), work)
+    out.print(f"{user.email} roles: {', '.join(user.roles)}")
+
+
+@app.command("disable")
+def disable(email: str) -> None:
+    """Disable a user and revoke every session."""
+    async def work(ctx: Context) -> None:
+        await ctx.accounts.admin_update((await _by_email(ctx, email)).id, {"disabled": True}, CLI)
+
+    with_context(settings_or_exit(), work)
+    out.print(f"{email} disabled; sessions revoked")
+
+
+@app.command("unlock")
+def unlock(email: str) -> None:
+    """Clear login throttling for an account."""
+    async def work(ctx: Context) -> None:
+        await ctx.accounts.unlock((await _by_email(ctx, email)).id, CLI)
+
+    with_context(settings_or_exit(), work)
+    out.print(f"{email} unlocked")
+
+
+@app.command("import")
+def import_(file: Path = typer.Argument(..., help="JSON array or CSV (email,name,password_hash,roles).")) -> None:
+    """Import users with bcrypt/argon2 hashes; all rows or none."""
+    settings = settings_or_exit()
+    if not file.is_file():
+        fail(f"{file} does not exist")
+
+    async def work(ctx: Context) -> importer.ImportReport:
+        rows, problems = importer.parse_file(file)
+        if problems:
+            for line, why in problems[:20]:
+                err.print(f"line {line}: {why}")
+            if len(problems) > 20:
+                err.print(f"... and {len(problems) - 20} more")
+            fail(f"{len(problems)} invalid row(s); nothing was imported")
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=False) as bar:
+            task = bar.add_task("import", total=len(rows))
+            return await importer.import_users(ctx.db, rows, CLI,
+                                               progress=lambda n: bar.advance(task, n))
+
+    report = with_context(settings, work)
+    out.print(f"imported {report.imported}, skipped {report.skipped} (already exist), invalid 0")
+
+
+@sessions_app.command("revoke-all")
+def revoke_all(user: str = typer.Option(None, "--user", help="Only this user's (email).")) -> None:
+    """Emergency logout: revoke every session (or one user's)."""
+    async def work(ctx: Context) -> int:
+        if user:
+            return await ctx.accounts.revoke_all((await _by_email(ctx, user)).id, CLI)
+        async with ctx.db.begin() as db:
+            from sqlalchemy import select
+
+            from gatehouse.store.db.models import Session
+
+            user_ids = (await db.scalars(
+                select(Session.user_id).where(Session.revoked_at.is_(None)).distinct()
+            )).all()
+            ids: list[str] = []
+            for uid in user_ids:
+                ids += await ctx.sessions.revoke(db, user_id=uid, reason="admin")
+            await record(db, "sessions.revoked_all", CLI, count=len(ids), scope="all")
+        await ctx.sessions.publish_revocation(ids, "admin")
+        return len(ids)
+
+    count = with_context(settings_or_exit(), work)
+    out.print(f"revoked {count} session(s)")
+
+
+@cache_app.command("clear")
+def clear() -> None:
+    """Clear rate-limit and throttle counters and cached state (revocations are rebuilt)."""
+    async def work(ctx: Context) -> None:
+        for prefix in ("lf:", "ll:", "le:", "li:", "sig:", "LIMITS:"):
+            await ctx.kv.delete_prefix(prefix)
+        async with ctx.db() as db:
+            await ctx.revocations.warm_up(db)
+
+    with_context(settings_or_exit(), work)
+    out.print("cache cleared")

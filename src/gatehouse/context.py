@@ -1,0 +1,102 @@
+"""Wiring: builds every service from one Settings, for the app and the CLI alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gatehouse.auth.access_tokens import AccessTokens
+from gatehouse.auth.apikeys import ApiKeyService
+from gatehouse.auth.jwks import KeyRing
+from gatehouse.auth.keys import ServerKeys
+from gatehouse.auth.passwords import PasswordHasher
+from gatehouse.auth.revocation import Revocations
+from gatehouse.auth.sessions import SessionPolicy, SessionService
+from gatehouse.auth.throttle import LoginThrottle, ThrottlePolicy
+from gatehouse.ops.metrics import Metrics
+from gatehouse.ops.ratelimit import RateLimits
+from gatehouse.settings import Settings
+from gatehouse.store.db.engine import create_engine, create_sessionmaker
+from gatehouse.store.kv import KeyValueStore, create_kv
+from gatehouse.users.accounts import AccountService
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: AsyncEngine
+    db: async_sessionmaker[AsyncSession]
+    kv: KeyValueStore
+    metrics: Metrics
+    hasher: PasswordHasher
+    server_keys: ServerKeys
+    key_ring: KeyRing
+    tokens: AccessTokens
+    revocations: Revocations
+    throttle: LoginThrottle
+    sessions: SessionService
+    accounts: AccountService
+    api_keys: ApiKeyService
+    rate_limits: RateLimits
+
+    @classmethod
+    def build(cls, settings: Settings) -> Context:
+        settings.require_secrets()
+        assert settings.encryption_key is not None
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        db = create_sessionmaker(engine)
+        kv = create_kv(settings.redis_url)
+        metrics = Metrics()
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            workers=settings.hash_workers,
+        )
+        server_keys = ServerKeys(settings.encryption_key.get_secret_value())
+        key_ring = KeyRing(
+            settings.jwt_algorithm,
+            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            keys_dir=settings.jwt_keys_dir,
+        )
+        tokens = AccessTokens(
+            keys=key_ring, issuer=settings.issuer, audience=settings.jwt_audience,
+            ttl=settings.access_token_ttl,
+        )
+        revocations = Revocations(kv, settings.access_token_ttl)
+        throttle = LoginThrottle(kv, ThrottlePolicy(
+            max_failures=settings.login_max_failures,
+            failure_window=settings.login_failure_window,
+            max_wait=settings.login_max_wait,
+            email_ceiling=settings.login_email_ceiling,
+            email_window=settings.login_email_window,
+            ip_ceiling=settings.login_ip_ceiling,
+            ip_window=settings.login_ip_window,
+        ))
+        sessions = SessionService(
+            db=db, keys=server_keys, tokens=tokens, hasher=hasher, revocations=revocations,
+            throttle=throttle, metrics=metrics,
+            policy=SessionPolicy(
+                refresh_ttl=settings.refresh_token_ttl,
+                idle_ttl=settings.session_idle_ttl,
+                grace_seconds=settings.refresh_grace_seconds,
+            ),
+        )
+        accounts = AccountService(
+            db=db, hasher=hasher, sessions=sessions, throttle=throttle,
+            password_min_length=settings.password_min_length,
+        )
+        api_keys = ApiKeyService(db=db, kv=kv, keys=server_keys, skew=settings.signature_skew)
+        rate_limits = RateLimits(settings, metrics)
+        return cls(
+            settings=settings, engine=engine, db=db, kv=kv, metrics=metrics, hasher=hasher,
+            server_keys=server_keys, key_ring=key_ring, tokens=tokens, revocations=revocations,
+            throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
+            rate_limits=rate_limits,
+        )
+
+    async def close(self) -> None:
+        self.hasher.close()
+        await self.kv.close()
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""User notifications (Web Push, SMS). Only key handling exists so far."""

@@ -1,0 +1,61 @@
+"""JSON logs (structlog): one object per line on stdout or GATEHOUSE_LOG_FILE.
+
+Nothing that could be a credential is logged: the access log is built from an
+allow-list of fields (no headers, no bodies), and `redact` drops known secret
+keys from any other event as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+_SECRET_KEYS = {
+    "password", "new_password", "current_password", "token", "access_token", "refresh_token",
+    "authorization", "cookie", "set-cookie", "secret", "key", "signing_secret", "api_key",
+    "jwt_secret", "encryption_key", "password_hash",
+}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    event["ts"] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return event
+
+
+def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "[redacted]"
+    return event
+
+
+_stream: IO[str] | None = None
+
+
+def configure_logging(level: str = "info", log_file: Path | None = None) -> None:
+    global _stream
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        _stream = log_file.open("a", encoding="utf-8", buffering=1)
+        stream: IO[str] = _stream
+    else:
+        stream = sys.stdout
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            _timestamp,
+            redact,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,52 @@
+"""Prometheus series (API.md §7: names and labels are part of the contract).
+
+Each app gets its own registry so tests and several apps in one process do
+not share counters; `/metrics` renders that registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "gatehouse_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "gatehouse_http_request_duration_seconds", "HTTP request duration",
+            ["method", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.logins = Counter("gatehouse_auth_logins_total", "Login attempts", ["result"], registry=r)
+        self.refreshes = Counter(
+            "gatehouse_auth_refresh_total", "Refresh attempts", ["result"], registry=r
+        )
+        self.refresh_duration = Histogram(
+            "gatehouse_auth_refresh_duration_seconds", "Refresh duration",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.sessions_revoked = Counter(
+            "gatehouse_sessions_revoked_total", "Sessions revoked", ["reason"], registry=r
+        )
+        self.rate_limited = Counter(
+            "gatehouse_rate_limited_total", "Requests refused by a rate limit", ["scope"], registry=r
+        )
+        self.dependency_errors = Counter(
+            "gatehouse_dependency_errors_total", "Failures talking to a dependency",
+            ["dependency"], registry=r,
+        )
+        # Pre-create the label sets dashboards expect, so they read 0 rather than absent.
+        for result in ("success", "invalid_credentials", "throttled", "disabled"):
+            self.logins.labels(result)
+        for result in ("success", "grace", "expired", "invalid", "revoked", "reused"):
+            self.refreshes.labels(result)
+        for reason in ("logout", "logout_all", "password_change", "admin", "reuse", "disabled"):
+            self.sessions_revoked.labels(reason)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Persistence: the relational database (`db`) and the key-value store (`kv`)."""

@@ -1,0 +1,17 @@
+"""Key-value store seam: in-process by default, Redis when REDIS_URL is set."""
+
+from __future__ import annotations
+
+from gatehouse.store.kv.memory import MemoryKV
+from gatehouse.store.kv.protocol import KeyValueStore
+
+
+def create_kv(redis_url: str | None) -> KeyValueStore:
+    if redis_url:
+        from gatehouse.store.kv.redis import RedisKV
+
+        return RedisKV(redis_url)
+    return MemoryKV()
+
+
+__all__ = ["KeyValueStore", "MemoryKV", "create_kv"]

@@ -1,0 +1,68 @@
+"""Redis key-value store: shared by every process and host (redis-py asyncio)."""
+
+from __future__ import annotations
+
+import math
+
+from redis.asyncio import Redis
+
+# INCR then set the expiry only for a new key, atomically.
+_INCR = """
+local v = redis.call('INCR', KEYS[1])
+if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return v
+"""
+
+
+def _ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisKV:
+    name = "redis"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis: Redis = Redis.from_url(
+            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._incr = self._redis.register_script(_INCR)
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._redis.get(key)
+        return value
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values: list[str | None] = await self._redis.mget(keys)
+        return values
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        await self._redis.set(key, value, px=None if ttl is None else _ms(ttl))
+
+    async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
+        return bool(await self._redis.set(key, value, px=_ms(ttl), nx=True))
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        return int(await self._incr(keys=[key], args=[_ms(ttl)]))
+
+    async def ttl(self, key: str) -> float | None:
+        ms = int(await self._redis.pttl(key))
+        return None if ms < 0 else ms / 1000
+
+    async def delete_prefix(self, prefix: str) -> int:
+        count = 0
+        async for key in self._redis.scan_iter(match=prefix.replace("*", r"\*") + "*", count=500):
+            count += int(await self._redis.delete(key))
+        return count
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,1 @@
+"""User accounts: creation, profile, roles, disabling, listing."""

@@ -1,0 +1,164 @@
+"""Account operations that combine users, sessions, audit and passwords.
+
+Used by the HTTP routes and the CLI alike, so both apply the same rules:
+every change and its audit event commit together, and revocations are
+published to the key-value store after the commit (fail closed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gatehouse.audit.service import Actor, record
+from gatehouse.auth.passwords import PasswordHasher, check_password_policy
+from gatehouse.auth.sessions import SessionService
+from gatehouse.auth.throttle import LoginThrottle
+from gatehouse.errors import Conflict, ValidationFailed
+from gatehouse.store.db.models import User
+from gatehouse.users import service as users
+from gatehouse.users.emails import checked_email
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        db: async_sessionmaker[AsyncSession],
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        throttle: LoginThrottle,
+        password_min_length: int,
+    ) -> None:
+        self.db = db
+        self.hasher = hasher
+        self.sessions = sessions
+        self.throttle = throttle
+        self.min_length = password_min_length
+
+    def check_password(self, password: str, *, email: str, name: str = "", field: str = "password") -> None:
+        check_password_policy(password, min_length=self.min_length, email=email, name=name, field=field)
+
+    async def create(
+        self, *, email: str, password: str, name: str, roles: list[str], actor: Actor
+    ) -> User:
+        email = checked_email(email)
+        users.check_roles(roles)
+        self.check_password(password, email=email, name=name)
+        password_hash = await self.hasher.hash(password)
+        async with self.db.begin() as db:
+            user = await users.create_user(
+                db, email=email, name=name, password_hash=password_hash, roles=roles
+            )
+            await record(db, "user.created", actor, target_user_id=user.id, roles=user.roles)
+        return user
+
+    async def get(self, user_id: str) -> User:
+        async with self.db() as db:
+            return await users.get_user(db, user_id)
+
+    async def update_profile(self, user_id: str, name: str, actor: Actor) -> User:
+        async with self.db.begin() as db:
+            user = await users.get_user(db, user_id)
+            user.name = name
+            user.updated_at = datetime.now(UTC)
+            await record(db, "user.updated", actor, target_user_id=user_id, fields=["name"])
+        return user
+
+    async def change_password(
+        self, user: User, session_id: str | None, current: str, new: str, actor: Actor
+    ) -> None:
+        ip = actor.ip or "unknown"
+        await self.throttle.check(user.email, ip)
+        verification = await self.hasher.verify(user.password_hash, current)
+        if not verification.ok:
+            # A wrong current password is a failed login for this email and IP (API.md §4).
+            await self.throttle.failed(user.email, ip)
+            raise ValidationFailed(
+                "current_password is not correct.",
+                [{"loc": ["body", "current_password"], "msg": "Incorrect password."}],
+            )
+        self.check_password(new, email=user.email, name=user.name, field="new_password")
+        if new == current:
+            raise ValidationFailed(
+                "new_password must differ from the current password.",
+                [{"loc": ["body", "new_password"], "msg": "Same as the current password."}],
+            )
+        new_hash = await self.hasher.hash(new)
+        async with self.db.begin() as db:
+            await users.set_password_hash(db, user.id, new_hash)
+            ids = await self.sessions.revoke(
+                db, user_id=user.id, reason="password_change", keep_session=session_id
+            )
+            await record(db, "password.changed", actor, revoked_sessions=len(ids))
+        await self.sessions.publish_revocation(ids, "password_change")
+
+    async def admin_update(self, user_id: str, changes: dict[str, Any], actor: Actor) -> User:
+        """PATCH /admin/users/{id}: name, roles and/or disabled."""
+        revoked: list[str] = []
+        roles_changed_at = None
+        async with self.db.begin() as db:
+            user = await users.get_user(db, user_id)
+            now = datetime.now(UTC)
+            if "name" in changes and changes["name"] != user.name:
+                user.name = changes["name"]
+                await record(db, "user.updated", actor, target_user_id=user_id, fields=["name"])
+            if "roles" in changes:
+                roles = users.check_roles(changes["roles"])
+                if roles != list(user.roles):
+                    await record(db, "user.role_changed", actor, target_user_id=user_id,
+                                 old_roles=list(user.roles), roles=roles)
+                    user.roles = roles
+                    user.roles_changed_at = roles_changed_at = now
+            if "disabled" in changes and changes["disabled"] != user.disabled:
+                user.disabled = bool(changes["disabled"])
+                if user.disabled:
+                    revoked = await self.sessions.revoke(db, user_id=user_id, reason="disabled")
+                    await record(db, "user.disabled", actor, target_user_id=user_id,
+                                 revoked_sessions=len(revoked))
+                else:
+                    await record(db, "user.updated", actor, target_user_id=user_id,
+                                 fields=["disabled"], disabled=False)
+            user.updated_at = now
+        if roles_changed_at is not None:
+            await self.sessions.revocations.roles_changed(user_id, roles_changed_at)
+        await self.sessions.publish_revocation(revoked, "disabled")
+        return user
+
+    async def set_roles(self, user_id: str, roles: list[str], actor: Actor) -> User:
+        return await self.admin_update(user_id, {"roles": roles}, actor)
+
+    async def delete(self, user_id: str, actor: Actor) -> None:
+        async with self.db.begin() as db:
+            await users.get_user(db, user_id)
+            ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
+            await record(db, "sessions.revoked_all", actor, target_user_id=user_id,
+                         count=len(ids), reason="user_deleted")
+            await record(db, "user.updated", actor, target_user_id=user_id, deleted=True)
+        await self.sessions.publish_revocation(ids, "admin")
+        async with self.db.begin() as db:
+            await users.delete_user(db, user_id)
+
+    async def revoke_all(self, user_id: str, actor: Actor) -> int:
+        async with self.db.begin() as db:
+            await users.get_user(db, user_id)
+            ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
+            await record(db, "sessions.revoked_all", actor, target_user_id=user_id, count=len(ids))
+        await self.sessions.publish_revocation(ids, "admin")
+        return len(ids)
+
+    async def unlock(self, user_id: str, actor: Actor) -> None:
+        async with self.db.begin() as db:
+            user = await users.get_user(db, user_id)
+            await record(db, "user.unlocked", actor, target_user_id=user_id)
+        await self.throttle.unlock(user.email)
+
+    async def user_by_email(self, email: str) -> User | None:
+        async with self.db() as db:
+            return await users.find_by_email(db, checked_email(email))
+
+    async def ensure_unique(self, email: str) -> None:
+        if await self.user_by_email(email) is not None:
+            raise Conflict("A user with this email already exists.")

@@ -1,0 +1,27 @@
+"""Email normalisation (API.md §1): NFKC, then lower-case, at every entry point."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from email_validator import EmailNotValidError, validate_email
+
+from gatehouse.errors import ValidationFailed
+
+
+def normalize_email(email: str) -> str:
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+def checked_email(email: str, field: str = "email") -> str:
+    """Normalise and check the syntax; raise ValidationFailed (never echoing the value)."""
+    normalized = normalize_email(email)
+    try:
+        validate_email(normalized, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValidationFailed(
+            "email is not a valid address.", [{"loc": ["body", field], "msg": "Not a valid email address."}]
+        ) from None
+    if len(normalized) > 320:
+        raise ValidationFailed("email is too long.", [{"loc": ["body", field], "msg": "Too long."}])
+    return normalized

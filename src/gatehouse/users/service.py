@@ -1,0 +1,119 @@
+"""User accounts. Functions take an open transaction so callers decide what commits together."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gatehouse.auth.rbac import ROLES
+from gatehouse.errors import Conflict, NotFound, ValidationFailed
+from gatehouse.store.db.models import User
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def public_user(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "roles": list(user.roles),
+        "disabled": user.disabled,
+        "created_at": rfc3339(user.created_at),
+    }
+
+
+def check_roles(roles: list[str], field: str = "roles") -> list[str]:
+    unknown = sorted(set(roles) - ROLES)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown role(s); known roles are {', '.join(sorted(ROLES))}.",
+            [{"loc": ["body", field], "msg": "Unknown role."}],
+        )
+    return sorted(set(roles), key=roles.index)
+
+
+async def get_user(db: AsyncSession, user_id: str) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+async def find_by_email(db: AsyncSession, email: str) -> User | None:
+    return (await db.scalars(select(User).where(User.email == email))).one_or_none()
+
+
+async def create_user(
+    db: AsyncSession, *, email: str, name: str, password_hash: str, roles: list[str]
+) -> User:
+    now = datetime.now(UTC)
+    user = User(
+        id=str(uuid.uuid4()), email=email, name=name, password_hash=password_hash,
+        roles=check_roles(roles), disabled=False, created_at=now, updated_at=now,
+        roles_changed_at=None,
+    )
+    if await find_by_email(db, email) is not None:
+        raise Conflict("A user with this email already exists.")
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError:
+        raise Conflict("A user with this email already exists.") from None
+    return user
+
+
+async def set_password_hash(db: AsyncSession, user_id: str, password_hash: str) -> None:
+    await db.execute(
+        update(User).where(User.id == user_id)
+        .values(password_hash=password_hash, updated_at=datetime.now(UTC))
+    )
+
+
+async def delete_user(db: AsyncSession, user_id: str) -> None:
+    await db.execute(delete(User).where(User.id == user_id))
+
+
+async def count_users(db: AsyncSession) -> int:
+    return int((await db.scalar(select(func.count()).select_from(User))) or 0)
+
+
+def _cursor(email: str) -> str:
+    return base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed(
+            "cursor is not valid.", [{"loc": ["query", "cursor"], "msg": "Invalid cursor."}]
+        ) from None
+
+
+async def list_users(
+    db: AsyncSession, *, q: str | None, limit: int, cursor: str | None
+) -> tuple[list[User], str | None]:
+    """Ordered by email; `q` is a case-insensitive substring of email or name."""
+    stmt = select(User).order_by(User.email).limit(limit + 1)
+    if q:
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        stmt = stmt.where(
+            or_(func.lower(User.email).like(pattern, escape="\\"),
+                func.lower(User.name).like(pattern, escape="\\"))
+        )
+    if cursor:
+        stmt = stmt.where(User.email > _uncursor(cursor))
+    rows = list((await db.scalars(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_cursor(rows[-1].email) if more and rows else None)
