@@ -294,3 +294,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         env={**os.environ, **BASE_ENV, **(env or {})}, cwd=cwd, capture_output=True, text=True,
         input=input_text, timeout=120, check=False,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    """Tests log the way production does: JSON lines on stdout."""
+    from gatehouse.ops.logging import configure_logging
+
+    configure_logging()

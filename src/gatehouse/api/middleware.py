@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatehouse import errors
@@ -66,6 +68,34 @@ class ClientIP:
             if not self._trusted(hop):
                 return hop
         return hops[0] if hops else peer
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS (exact origins, credentials), with refused preflights as problem+json.
+
+    Starlette answers a refused preflight with a text/plain 400; API.md §2 wants
+    every 4xx as problem+json, so it becomes 403 `forbidden` (still without
+    Access-Control-Allow-Origin for a foreign origin, so the browser blocks it).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            headers = Headers(scope=scope)
+            if "origin" in headers and "access-control-request-method" in headers:
+                response = self.preflight_response(request_headers=headers)
+                if response.status_code != 200:
+                    refused = bytes(response.body).decode("latin-1").removeprefix("Disallowed CORS ")
+                    problem = problem_response(
+                        errors.PermissionDenied(f"CORS preflight refused ({refused})."),
+                        scope.get("state", {}).get("request_id"),
+                    )
+                    for name, value in response.headers.items():
+                        if name not in ("content-type", "content-length"):
+                            problem.headers[name] = value
+                    response = problem
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class GatehouseMiddleware:
@@ -128,7 +158,7 @@ class GatehouseMiddleware:
             if early is not None:
                 await self._send_problem(early, request_id, send_wrapped)
             else:
-                await self.app(scope, self._limited(receive, headers), send_wrapped)
+                await self.app(scope, self._limited(receive, headers, state), send_wrapped)
         except _BodyTooLarge:
             if status_holder[0] == 0:
                 await self._send_problem(errors.PayloadTooLarge(), request_id, send_wrapped)
@@ -171,7 +201,7 @@ class GatehouseMiddleware:
             return errors.UnsupportedMediaType()
         return None
 
-    def _limited(self, receive: Receive, headers: dict[bytes, bytes]) -> Receive:
+    def _limited(self, receive: Receive, headers: dict[bytes, bytes], state: dict[str, Any]) -> Receive:
         if b"content-length" in headers and int(headers[b"content-length"]) <= self.max_body:
             return receive
         seen = 0
@@ -183,6 +213,8 @@ class GatehouseMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    # The framework may wrap this error while parsing; the flag keeps it a 413.
+                    state["body_too_large"] = True
                     raise _BodyTooLarge()
             return message
 

@@ -15,12 +15,11 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from gatehouse import errors
+from gatehouse.store.db.engine import is_database_outage
 
 log = structlog.get_logger("gatehouse.api")
 
@@ -112,16 +111,6 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out or [{"loc": ["body"], "msg": "Invalid request."}]
 
 
-def is_database_outage(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | PoolTimeout):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError) or (
-        isinstance(exc, OSError) and exc.errno is not None
-    )
-
-
 def unexpected_response(exc: BaseException, request_id: str | None, retry_after: int) -> Response:
     """500 for bugs, 503 for a database that cannot be reached; logged without the message."""
     if is_database_outage(exc):
@@ -152,7 +141,9 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         error: errors.GatehouseError
-        if exc.status_code == 404:
+        if request.scope.get("state", {}).get("body_too_large"):
+            error = errors.PayloadTooLarge()
+        elif exc.status_code == 404:
             error = errors.NotFound()
         elif exc.status_code == 405:
             error = errors.MethodNotAllowed()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from gatehouse.api.problem import is_database_outage
-from gatehouse.context import Context
 from gatehouse.errors import GatehouseError
+from gatehouse.store.db.engine import is_database_outage
 from gatehouse.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from gatehouse.context import Context
 
 T = TypeVar("T")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -34,8 +36,10 @@ def settings_or_exit(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def with_context(settings: Settings, work: Callable[[Context], Awaitable[T]]) -> T:
+def with_context(settings: Settings, work: Callable[["Context"], Awaitable[T]]) -> T:
     """Build the services, run `work`, close them; domain errors become one line."""
+    from gatehouse.context import Context
+
     try:
         ctx = Context.build(settings)
     except SettingsError as exc:

@@ -21,7 +21,7 @@ def _migration_call(action: str, func: object, *args: str) -> None:
     try:
         func(*args)  # type: ignore[operator]
     except Exception as exc:
-        from gatehouse.api.problem import is_database_outage
+        from gatehouse.store.db.engine import is_database_outage
 
         if is_database_outage(exc):
             fail(f"cannot reach the database ({type(exc).__name__}); check DATABASE_URL")

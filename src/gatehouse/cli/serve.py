@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
 
 from gatehouse.audit.service import CLI
 from gatehouse.cli.common import out, run_async, settings_or_exit
-from gatehouse.context import Context
 from gatehouse.settings import Settings, SettingsError
 from gatehouse.store.db import migrate
+
+if TYPE_CHECKING:
+    from gatehouse.context import Context
 
 DEV_SECRETS = Path(".gatehouse") / "secrets.env"
 
@@ -49,7 +51,7 @@ async def _first_admin(ctx: Context) -> tuple[str, str] | None:
     async with ctx.db() as db:
         if await count_users(db):
             return None
-    email = "admin@gatehouse.local"
+    email = "admin@example.com"
     password = secrets.token_urlsafe(18)
     await ctx.accounts.create(email=email, password=password, name="Administrator",
                               roles=["admin"], actor=CLI)
@@ -64,6 +66,8 @@ def prepare_dev() -> Settings:
     if settings.public_api_url.startswith("http://") and "GATEHOUSE_INSECURE_COOKIES" not in os.environ:
         os.environ["GATEHOUSE_INSECURE_COOKIES"] = "1"  # plain-http localhost needs non-Secure cookies
         settings = settings_or_exit()
+    from gatehouse.context import Context
+
     migrate.upgrade(settings.database_url)
     ctx = Context.build(settings)
 
@@ -101,6 +105,10 @@ def serve(
 
         fail("--workers > 1 needs REDIS_URL: revocations, rate limits and throttles must be shared "
              "between processes", code=2)
+    import uvicorn
+
+    from gatehouse.context import Context
+
     try:
         Context.build(settings)  # fail fast on unusable keys before binding the port
     except SettingsError as exc:

@@ -40,14 +40,25 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 _stream: IO[str] | None = None
 
 
+class _StdoutLogger:
+    """Writes to whatever sys.stdout is at call time (test runners swap it)."""
+
+    def msg(self, message: str) -> None:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+
+    info = warning = error = debug = critical = exception = msg
+
+
 def configure_logging(level: str = "info", log_file: Path | None = None) -> None:
     global _stream
+    factory: Any
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         _stream = log_file.open("a", encoding="utf-8", buffering=1)
-        stream: IO[str] = _stream
+        factory = structlog.WriteLoggerFactory(file=_stream)
     else:
-        stream = sys.stdout
+        factory = lambda *args: _StdoutLogger()  # noqa: E731
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -56,6 +67,6 @@ def configure_logging(level: str = "info", log_file: Path | None = None) -> None
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )

@@ -17,7 +17,7 @@ def checked_email(email: str, field: str = "email") -> str:
     """Normalise and check the syntax; raise ValidationFailed (never echoing the value)."""
     normalized = normalize_email(email)
     try:
-        validate_email(normalized, check_deliverability=False)
+        validate_email(normalized, check_deliverability=False, globally_deliverable=False)
     except EmailNotValidError:
         raise ValidationFailed(
             "email is not a valid address.", [{"loc": ["body", field], "msg": "Not a valid email address."}]

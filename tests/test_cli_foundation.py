@@ -1,0 +1,179 @@
+"""The `gatehouse` command: db, keys, doctor, serve; failures are one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gatehouse.notify.vapid import vapid_pair_matches
+from tests.conftest import BASE_ENV, PostgresDatabases, free_port, run_cli
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int | None = None) -> None:
+    assert result.returncode != 0
+    if code is not None:
+        assert result.returncode == code
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("verb", [["serve"], ["db", "status"], ["doctor"]])
+def test_malformed_config_stops_with_one_line_per_problem_and_exit_2(verb: list[str], tmp_path: Path) -> None:
+    """serve, db and doctor refuse a malformed configuration with exit 2 and one line naming each variable."""
+    result = run_cli(*verb, env={"ACCESS_TOKEN_TTL": "soon", "GATEHOUSE_SIGNUP": "maybe"}, cwd=tmp_path)
+    assert_clean_failure(result, 2)
+    text = result.stderr + result.stdout
+    assert "ACCESS_TOKEN_TTL" in text and "GATEHOUSE_SIGNUP" in text
+
+
+def test_serve_without_secrets_names_them(tmp_path: Path) -> None:
+    """serve without JWT_SECRET/ENCRYPTION_KEY exits 2 naming both variables."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENCRYPTION_KEY")}
+    result = subprocess.run([sys.executable, "-m", "gatehouse", "serve"], env=env, cwd=tmp_path,  # noqa: S603
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert_clean_failure(result, 2)
+    assert "JWT_SECRET" in result.stderr and "ENCRYPTION_KEY" in result.stderr
+
+
+def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
+    """More than one worker without REDIS_URL is refused with a clear message."""
+    result = run_cli("serve", "--workers", "2", env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+                     cwd=tmp_path)
+    assert_clean_failure(result, 2)
+    assert "REDIS_URL" in result.stderr
+
+
+def test_unknown_verb_and_bad_option_fail_without_traceback(tmp_path: Path) -> None:
+    """Typos in verbs or options exit non-zero with usage help, not a traceback."""
+    assert_clean_failure(run_cli("frobnicate", cwd=tmp_path))
+    assert_clean_failure(run_cli("serve", "--port", "notaport", cwd=tmp_path))
+
+
+def test_every_verb_has_help(tmp_path: Path) -> None:
+    """Each verb of API.md §5 answers --help."""
+    for verb in (["serve"], ["db", "status"], ["db", "upgrade"], ["db", "downgrade"], ["db", "backup"],
+                 ["users", "create"], ["users", "import"], ["sessions", "revoke-all"], ["cache", "clear"],
+                 ["keys", "generate"], ["keys", "rotate"], ["doctor"]):
+        result = run_cli(*verb, "--help", cwd=tmp_path)
+        assert result.returncode == 0, (verb, result.stderr)
+        assert "Usage" in result.stdout
+
+
+def test_keys_generate_prints_usable_secrets(tmp_path: Path) -> None:
+    """keys generate prints JWT_SECRET and ENCRYPTION_KEY lines that the settings accept, plus a VAPID pair."""
+    result = run_cli("keys", "generate", "--vapid", cwd=tmp_path)
+    assert result.returncode == 0
+    values = dict(line.split("=", 1) for line in result.stdout.strip().splitlines())
+    assert set(values) == {"JWT_SECRET", "ENCRYPTION_KEY", "VAPID_PUBLIC_KEY", "VAPID_PRIVATE_KEY"}
+    assert len(values["JWT_SECRET"]) >= 32 and len(values["ENCRYPTION_KEY"]) == 32
+    assert vapid_pair_matches(values["VAPID_PUBLIC_KEY"], values["VAPID_PRIVATE_KEY"])
+    assert "=" not in values["VAPID_PUBLIC_KEY"]
+
+
+def db_env(url: str) -> dict[str, str]:
+    return {"DATABASE_URL": url}
+
+
+def test_db_verbs_on_sqlite(tmp_path: Path) -> None:
+    """db status/upgrade/downgrade/backup work on SQLite and the backup is a usable database."""
+    env = db_env(f"sqlite:///{tmp_path}/g.db")
+    status = run_cli("db", "status", env=env, cwd=tmp_path)
+    assert status.returncode == 1 and "pending" in status.stdout
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 0
+    backup = tmp_path / "backup.db"
+    assert run_cli("db", "backup", str(backup), env=env, cwd=tmp_path).returncode == 0
+    tables = {r[0] for r in sqlite3.connect(backup).execute("select name from sqlite_master where type='table'")}
+    assert {"users", "sessions", "refresh_tokens", "alembic_version"} <= tables
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    again = run_cli("db", "backup", str(backup), env=env, cwd=tmp_path)
+    assert_clean_failure(again)
+    assert "already exists" in again.stderr
+    assert run_cli("db", "downgrade", "base", env=env, cwd=tmp_path).returncode == 0
+    assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 1
+
+
+def test_db_verbs_on_postgresql(tmp_path: Path, postgres: PostgresDatabases) -> None:
+    """db status/downgrade/upgrade/backup work on PostgreSQL; the backup is a pg_dump archive."""
+    env = db_env(postgres.fresh())
+    assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 0
+    assert run_cli("db", "downgrade", "base", env=env, cwd=tmp_path).returncode == 0
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    backup = tmp_path / "pg.dump"
+    result = run_cli("db", "backup", str(backup), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert backup.read_bytes()[:5] == b"PGDMP"
+
+
+def test_db_backup_without_pg_dump_says_so(tmp_path: Path, postgres: PostgresDatabases) -> None:
+    """Without pg_dump on PATH, backup of PostgreSQL fails with one line saying how to install it."""
+    env = {**db_env(postgres.fresh()), "PATH": str(Path(sys.executable).parent)}
+    result = run_cli("db", "backup", str(tmp_path / "x.dump"), env=env, cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "pg_dump is not installed" in result.stderr
+
+
+def test_db_status_with_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    """An unreachable database makes db commands fail with one line, not a traceback."""
+    result = run_cli("db", "status", env=db_env("postgresql://postgres@127.0.0.1:1/none"), cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "cannot reach the database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_json_reports_each_check(tmp_path: Path) -> None:
+    """doctor --json lists named checks; a fresh database fails `migrations` until upgraded."""
+    env = db_env(f"sqlite:///{tmp_path}/d.db")
+    before = run_cli("doctor", "--json", env=env, cwd=tmp_path)
+    report = json.loads(before.stdout)
+    assert before.returncode == 1 and report["ok"] is False
+    checks = {c["name"]: c for c in report["checks"]}
+    assert {"settings", "jwt_secret", "encryption_key", "database", "migrations", "cache"} <= set(checks)
+    assert checks["migrations"]["ok"] is False and "db upgrade" in checks["migrations"]["hint"]
+    assert all(set(c) == {"name", "ok", "detail", "hint"} for c in report["checks"])
+    run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    after = run_cli("doctor", "--json", env=env, cwd=tmp_path)
+    assert after.returncode == 0 and json.loads(after.stdout)["ok"] is True
+    assert BASE_ENV["JWT_SECRET"] not in after.stdout
+
+
+def test_serve_dev_creates_secrets_migrates_and_prints_admin_once(tmp_path: Path) -> None:
+    """`serve --dev` writes 0600 secrets, migrates, prints a first admin once, reuses secrets, and serves /healthz."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENCRYPTION_KEY")}
+    port = free_port()
+    outputs = []
+    for _ in range(2):
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "gatehouse", "serve", "--dev", "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            assert ready.status_code == 200
+        finally:
+            proc.terminate()
+            outputs.append(proc.communicate(timeout=10)[0])
+        secrets_file = tmp_path / ".gatehouse" / "secrets.env"
+        assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+        if not outputs[1:]:
+            first_secrets = secrets_file.read_text()
+    assert secrets_file.read_text() == first_secrets
+    match = re.search(r"email (\S+)\s+password (\S+)", outputs[0])
+    assert match is not None and "listening on http://127.0.0.1" in outputs[0]
+    assert "password" not in outputs[1]
