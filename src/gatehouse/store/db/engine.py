@@ -70,6 +70,15 @@ def is_database_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if type(exc).__module__.startswith("asyncpg") and type(exc).__name__ in _ASYNCPG_OUTAGES:
+        return True  # asyncpg raises these unwrapped while connecting
     return isinstance(exc, ConnectionError | TimeoutError) or (
         isinstance(exc, OSError) and exc.errno is not None
     )
+
+
+_ASYNCPG_OUTAGES = frozenset({
+    "TooManyConnectionsError", "CannotConnectNowError", "ConnectionDoesNotExistError",
+    "ConnectionFailureError", "PostgresConnectionError", "ClientCannotConnectError",
+    "InternalClientError", "AdminShutdownError", "CrashShutdownError",
+})

@@ -1,0 +1,62 @@
+"""Python SDK for Gatehouse: sessions that do not log you out at random.
+
+Quick start::
+
+    from gatehouse.client import Client, FileTokenStore
+
+    store = FileTokenStore("~/.gatehouse/tokens.json")
+    with Client("http://127.0.0.1:8000", token_store=store) as gh:
+        gh.login("ada@example.com", "correct horse battery staple")
+        print(gh.profile())
+
+Guarantees (see ``docs/sdk.md``): one refresh in flight per session across
+threads, asyncio tasks and processes sharing a token file; the session ends
+only when the server says so (``refresh_*``, ``session_revoked``); 403, 429,
+5xx and network errors never log out; token expiry uses the local clock only.
+
+This package imports only the standard library, ``httpx`` and ``filelock``
+(``keyring`` on demand), never the Gatehouse server.
+"""
+
+from ._async_client import AsyncClient
+from ._auth import GatehouseAuth
+from ._client import Client
+from ._exceptions import (
+    ApiError,
+    Forbidden,
+    InvalidCredentials,
+    NotAuthenticated,
+    RateLimited,
+    ServiceUnavailable,
+    SessionExpired,
+    TransportError,
+)
+from ._keyring import KeyringTokenStore
+from ._retry import RetryPolicy
+from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
+from ._tokens import TokenSet
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "FileTokenStore",
+    "Forbidden",
+    "GatehouseAuth",
+    "InvalidCredentials",
+    "KeyringTokenStore",
+    "MemoryTokenStore",
+    "NotAuthenticated",
+    "RateLimited",
+    "RetryPolicy",
+    "ServiceUnavailable",
+    "SessionExpired",
+    "TokenSet",
+    "TokenStore",
+    "TransportError",
+]
+
+# Present the public classes as gatehouse.client.X (tracebacks, docs, repr).
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

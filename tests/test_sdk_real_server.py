@@ -1,0 +1,309 @@
+"""The Python SDK against real `gatehouse serve` processes (issue 5's acceptance checks).
+
+Refreshes are counted on the server side from `gatehouse_auth_refresh_total`:
+`success` is a real rotation, `grace` a second refresh of an already-rotated
+token (what a racing client causes) and `reused` a theft detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from gatehouse.client import AsyncClient, Client, FileTokenStore, Forbidden, MemoryTokenStore, SessionExpired
+from gatehouse.context import Context
+from gatehouse.settings import Settings, load_settings
+from gatehouse.store.db import migrate
+from tests.conftest import BASE_ENV, PASSWORD, PostgresDatabases, Server, create_user
+
+METRICS_TOKEN = "metrics-scrape-token-for-tests"
+LOAD_ENV = {"ACCESS_TOKEN_TTL": "2", "GATEHOUSE_RATE_LIMITS": "off",
+            "GATEHOUSE_METRICS_TOKEN": METRICS_TOKEN}
+EMAIL = "sdk@example.com"
+DURATION = 10.0
+
+
+def seed(settings: Settings, *users: tuple[str, list[str]]) -> None:
+    async def work() -> None:
+        ctx = Context.build(settings)
+        try:
+            for email, roles in users:
+                await create_user(ctx, email, roles)
+        finally:
+            await ctx.close()
+
+    asyncio.run(work())
+
+
+def refresh_counts(url: str) -> dict[str, float]:
+    r = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    r.raise_for_status()
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "gatehouse_auth_refresh":
+            return {s.labels["result"]: s.value for s in family.samples if s.name.endswith("_total")}
+    raise AssertionError("no refresh metric")
+
+
+def assert_one_refresh_per_expiry(counts: dict[str, float], duration: float) -> None:
+    # Tokens live 2 s and are refreshed in their last 20 %: one rotation per ~1.6 s, never two.
+    assert counts["grace"] == 0, counts
+    assert counts["reused"] == 0, counts
+    assert duration / 2 - 1 <= counts["success"] <= duration / 1.6 + 2, counts
+
+
+@pytest.fixture
+def loaded_server(make_server: Callable[..., Server], make_settings: Callable[..., Settings]) -> Server:
+    seed(make_settings(), (EMAIL, ["user"]), ("boss@example.com", ["admin"]))
+    return make_server(**LOAD_ENV)
+
+
+def test_64_threads_across_expiries_refresh_once_per_expiry(loaded_server: Server) -> None:
+    """64 threads sharing one Client for 10 s with 2 s tokens: no failed request, one refresh per expiry."""
+    failures: list[BaseException] = []
+    done = [0]
+    with Client(loaded_server.url) as gh:
+        gh.login(EMAIL, PASSWORD)
+        deadline = time.monotonic() + DURATION
+
+        def worker() -> None:
+            while time.monotonic() < deadline:
+                try:
+                    assert gh.get("/api/v1/auth/validate").json()["active"] is True
+                    done[0] += 1
+                except BaseException as exc:  # every failure is a defect here
+                    failures.append(exc)
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=worker) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert done[0] > 1000
+    assert_one_refresh_per_expiry(refresh_counts(loaded_server.url), DURATION)
+
+
+def test_256_asyncio_tasks_across_expiries_refresh_once_per_expiry(loaded_server: Server) -> None:
+    """256 tasks sharing one AsyncClient for 10 s with 2 s tokens: no failed request, one refresh per expiry."""
+
+    async def main() -> tuple[list[BaseException], int]:
+        failures: list[BaseException] = []
+        done = 0
+        async with AsyncClient(loaded_server.url) as gh:
+            await gh.login(EMAIL, PASSWORD)
+            deadline = time.monotonic() + DURATION
+
+            async def worker() -> None:
+                nonlocal done
+                while time.monotonic() < deadline:
+                    try:
+                        r = await gh.get("/api/v1/auth/validate")
+                        assert r.json()["active"] is True
+                        done += 1
+                    except Exception as exc:  # every failure is a defect here
+                        failures.append(exc)
+                    await asyncio.sleep(0.2)
+
+            await asyncio.gather(*[worker() for _ in range(256)])
+        return failures, done
+
+    failures, done = asyncio.run(main())
+    assert failures == []
+    assert done > 500  # httpx's async pool, not the server, bounds this rate (about 100-400 req/s here)
+    assert_one_refresh_per_expiry(refresh_counts(loaded_server.url), DURATION)
+
+
+WORKER = """
+import json, sys, threading, time
+from gatehouse.client import Client, FileTokenStore
+url, path, email, password, duration = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+store = FileTokenStore(path)
+failures, done = [], [0]
+with Client(url, token_store=store) as gh:
+    gh.login(email, password)
+    deadline = time.monotonic() + duration
+    def work():
+        while time.monotonic() < deadline:
+            try:
+                gh.get("/api/v1/users/profile"); done[0] += 1
+            except Exception as exc:
+                failures.append(repr(exc))
+            time.sleep(0.05)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+print(json.dumps({"failures": failures[:5], "failed": len(failures), "done": done[0]}))
+"""
+
+
+def test_two_processes_sharing_a_file_store_never_reuse_a_refresh_token(
+    loaded_server: Server, tmp_path: Path
+) -> None:
+    """Two processes on one FileTokenStore for 10 s across expiries: zero refresh_reused, zero failures."""
+    store = tmp_path / "tokens.json"
+    with Client(loaded_server.url, token_store=FileTokenStore(store)) as gh:
+        gh.login(EMAIL, PASSWORD)
+    procs = [
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-c", WORKER, loaded_server.url, str(store), EMAIL, PASSWORD, str(DURATION)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert [r["failed"] for r in results] == [0, 0], results
+    assert all(r["done"] > 50 for r in results)
+    assert_one_refresh_per_expiry(refresh_counts(loaded_server.url), DURATION)
+
+
+def test_server_restart_mid_traffic_keeps_the_session(loaded_server: Server) -> None:
+    """Requests in flight while the server restarts are retried and succeed; the session survives."""
+    failures: list[BaseException] = []
+    done = [0]
+    stop = threading.Event()
+    with Client(loaded_server.url) as gh:
+        gh.login(EMAIL, PASSWORD)
+        session_before = gh.get("/api/v1/auth/validate").json()["session_id"]
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    gh.get("/api/v1/users/profile")
+                    done[0] += 1
+                except BaseException as exc:  # every failure is a defect here
+                    failures.append(exc)
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        loaded_server.stop()
+        time.sleep(1.0)  # requests now hit a closed port and must be retried
+        loaded_server.start()
+        time.sleep(3.0)  # across at least one token expiry after the restart
+        stop.set()
+        for t in threads:
+            t.join()
+        session_after = gh.get("/api/v1/auth/validate").json()["session_id"]
+    assert failures == []
+    assert session_after == session_before
+
+
+def test_forbidden_keeps_the_session(loaded_server: Server) -> None:
+    """A 403 raises Forbidden and leaves the stored session usable."""
+    store = MemoryTokenStore()
+    with Client(loaded_server.url, token_store=store) as gh:
+        gh.login(EMAIL, PASSWORD)
+        with pytest.raises(Forbidden) as info:
+            gh.get("/api/v1/admin/users")
+        assert (info.value.status, info.value.code) == (403, "forbidden")
+        assert info.value.request_id
+        assert store.load() is not None
+        assert gh.profile()["email"] == EMAIL
+
+
+def test_refresh_reused_ends_the_session(
+    make_server: Callable[..., Server], make_settings: Callable[..., Settings]
+) -> None:
+    """When the server answers refresh_reused, the SDK raises SessionExpired and clears its store."""
+    seed(make_settings(), (EMAIL, ["user"]))
+    server = make_server(**{**LOAD_ENV, "REFRESH_GRACE_SECONDS": "0"})
+    store = MemoryTokenStore()
+    with Client(server.url, token_store=store) as gh:
+        gh.login(EMAIL, PASSWORD)
+        stolen = store.load()
+        assert stolen is not None
+        # Someone else (a thief) rotates the token first; our copy is now superseded.
+        r = httpx.post(f"{server.url}/api/v1/auth/refresh", json={"refresh_token": stolen.refresh_token})
+        assert r.status_code == 200
+        time.sleep(2.2)  # our access token expires, so the SDK must refresh with the stale token
+        with pytest.raises(SessionExpired) as info:
+            gh.profile()
+        assert info.value.code == "refresh_reused"
+        assert store.load() is None
+
+
+def test_503_with_retry_after_is_retried_until_the_database_is_back(
+    postgres: PostgresDatabases, tmp_path: Path
+) -> None:
+    """While the database refuses connections the server answers 503 + Retry-After; the SDK waits and succeeds."""
+    admin = create_engine(make_url(postgres.admin_url).set(drivername="postgresql+psycopg"),
+                          isolation_level="AUTOCOMMIT")
+    role, db = f"gh_sdk_{os.getpid()}", f"gh_sdk_{os.getpid()}"
+    url = f"postgresql://{role}@127.0.0.1:5432/{db}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'CREATE DATABASE "{db}" OWNER "{role}"'))
+    server = None
+    try:
+        migrate.upgrade(url)
+        seed(load_settings(**BASE_ENV, DATABASE_URL=url), (EMAIL, ["user"]))
+        server = Server({"DATABASE_URL": url, "GATEHOUSE_RETRY_AFTER": "1", **LOAD_ENV}, tmp_path).start()
+        store = MemoryTokenStore()
+        with Client(server.url, token_store=store) as gh:
+            gh.login(EMAIL, PASSWORD)
+            tokens = store.load()
+            assert tokens is not None
+            with admin.connect() as conn:  # the database goes away for ~2 s
+                conn.execute(text(f'ALTER ROLE "{role}" CONNECTION LIMIT 0'))
+                conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
+            direct = httpx.get(f"{server.url}/api/v1/users/profile",
+                               headers={"Authorization": f"Bearer {tokens.access_token}"})
+            assert (direct.status_code, direct.headers.get("retry-after")) == (503, "1")
+
+            def restore() -> None:
+                time.sleep(2.0)
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER ROLE "{role}" CONNECTION LIMIT -1'))
+
+            restorer = threading.Thread(target=restore)
+            restorer.start()
+            started = time.monotonic()
+            try:
+                assert gh.profile()["email"] == EMAIL
+                assert time.monotonic() - started >= 1.0  # it did wait for Retry-After
+            finally:
+                restorer.join()
+    finally:
+        if server is not None:
+            server.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "sdk.md").read_text(), flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
+def test_sdk_guide_examples_run_against_a_real_server(
+    index: int, make_server: Callable[..., Server], make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Each example in docs/sdk.md runs as written against a real Gatehouse."""
+    seed(make_settings(), ("guide@example.com", ["admin"]))
+    server = make_server()
+    env = {**os.environ, "GATEHOUSE_URL": server.url, "GATEHOUSE_EMAIL": "guide@example.com",
+           "GATEHOUSE_PASSWORD": PASSWORD, "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", DOC_BLOCKS[index]], env=env, cwd=tmp_path,  # noqa: S603
+                            capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
