@@ -70,7 +70,7 @@ class User(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     # When roles last changed: access tokens issued before it answer token_expired.
-    roles_changed_at: Mapped[datetime | None]
+    roles_changed_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Session(Base):
@@ -81,7 +81,7 @@ class Session(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     last_used_at: Mapped[datetime]
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
