@@ -6,15 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncio
+import time
 
 import structlog
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from gatehouse import __version__
-from gatehouse.api import problem
-from gatehouse.api.middleware import ClientIP, GatehouseMiddleware
-from gatehouse.api.routes import admin, auth, ops, users
+from gatehouse.api import openapi, problem
+from gatehouse.api.middleware import ClientIP, GatehouseMiddleware, ProblemCORSMiddleware
+from gatehouse.api.routes import admin, auth, ops, push, users
+from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
 from gatehouse.settings import Settings
@@ -23,14 +24,24 @@ log = structlog.get_logger("gatehouse")
 
 
 async def _follow_revocations(ctx: Context) -> None:
-    """Apply revocations and unlocks written by other processes (CLI, other instances)."""
+    """Apply revocations and unlocks written by other processes (CLI, other instances).
+
+    Also prunes long-ended sessions every PRUNE_INTERVAL seconds.
+    """
     last_event = 0
+    next_prune = time.monotonic() + PRUNE_INTERVAL
     while True:
         await asyncio.sleep(POLL_INTERVAL)
         try:
             async with ctx.db() as db:
                 await ctx.revocations.warm_up(db, POLL_OVERLAP)
+                await ctx.accounts.cache.evict_changed(db, POLL_OVERLAP)
                 last_event = await apply_unlocks(db, ctx.throttle, last_event)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_INTERVAL
+                async with ctx.db.begin() as db:
+                    pruned = await prune_ended_sessions(db, idle_ttl=ctx.settings.session_idle_ttl)
+                log.info("sessions_pruned", count=pruned)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be down for a while; keep following
@@ -64,16 +75,18 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     problem.install(app)
+    openapi.install(app)
 
     for prefix, deprecated in (("/api/v1", False), ("/api", True)):
-        for router in (auth.public, auth.router, users.router, admin.router, ops.client_errors):
+        for router in (auth.public, auth.router, users.router, admin.router, push.router,
+                       ops.client_errors):
             app.include_router(router, prefix=prefix, include_in_schema=not deprecated,
                                deprecated=deprecated or None)
     app.include_router(ops.router)
 
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -19,6 +19,7 @@ from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
 from gatehouse.store.db.models import User
 from gatehouse.users import service as users
+from gatehouse.users.cache import UserCache
 from gatehouse.users.emails import checked_email
 
 
@@ -37,6 +38,7 @@ class AccountService:
         self.sessions = sessions
         self.throttle = throttle
         self.min_length = password_min_length
+        self.cache = UserCache()
 
     def check_password(self, password: str, *, email: str, name: str = "", field: str = "password") -> None:
         check_password_policy(password, min_length=self.min_length, email=email, name=name, field=field)
@@ -55,6 +57,14 @@ class AccountService:
             await record(db, "user.created", actor, target_user_id=user.id, roles=user.roles)
         return user
 
+    async def public_profile(self, user_id: str) -> dict[str, Any]:
+        """The public record of a user, from the per-process cache when fresh."""
+        cached = self.cache.get(user_id)
+        if cached is None:
+            cached = users.public_user(await self.get(user_id))
+            self.cache.put(user_id, cached)
+        return cached
+
     async def get(self, user_id: str) -> User:
         async with self.db() as db:
             return await users.get_user(db, user_id)
@@ -65,6 +75,7 @@ class AccountService:
             user.name = name
             user.updated_at = datetime.now(UTC)
             await record(db, "user.updated", actor, target_user_id=user_id, fields=["name"])
+        self.cache.evict(user_id)
         return user
 
     async def change_password(
@@ -93,6 +104,7 @@ class AccountService:
                 db, user_id=user.id, reason="password_change", keep_session=session_id
             )
             await record(db, "password.changed", actor, revoked_sessions=len(ids))
+        self.cache.evict(user.id)
         await self.sessions.publish_revocation(ids, "password_change")
 
     async def admin_update(self, user_id: str, changes: dict[str, Any], actor: Actor) -> User:
@@ -122,6 +134,7 @@ class AccountService:
                     await record(db, "user.updated", actor, target_user_id=user_id,
                                  fields=["disabled"], disabled=False)
             user.updated_at = now
+        self.cache.evict(user_id)
         if roles_changed_at is not None:
             await self.sessions.revocations.roles_changed(user_id, roles_changed_at)
         await self.sessions.publish_revocation(revoked, "disabled")
@@ -140,6 +153,7 @@ class AccountService:
         await self.sessions.publish_revocation(ids, "admin")
         async with self.db.begin() as db:
             await users.delete_user(db, user_id)
+        self.cache.evict(user_id)
 
     async def revoke_all(self, user_id: str, actor: Actor) -> int:
         async with self.db.begin() as db:

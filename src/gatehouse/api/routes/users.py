@@ -16,7 +16,7 @@ router = APIRouter(tags=["users"], dependencies=[Depends(RateLimit("api"))])
 async def get_profile(principal: CurrentUser, ctx: Ctx) -> JSONResponse:
     """The caller's account."""
     assert principal.user_id
-    return JSONResponse(public_user(await ctx.accounts.get(principal.user_id)))
+    return JSONResponse(await ctx.accounts.public_profile(principal.user_id))
 
 
 @router.patch("/users/profile", response_model=UserOut)

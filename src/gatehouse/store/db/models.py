@@ -68,7 +68,7 @@ class User(Base):
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
     # When roles last changed: access tokens issued before it answer token_expired.
     roles_changed_at: Mapped[datetime | None] = mapped_column(index=True)
 

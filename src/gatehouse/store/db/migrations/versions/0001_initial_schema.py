@@ -63,6 +63,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_roles_changed_at'), ['roles_changed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_users_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('push_subscriptions',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -128,6 +129,7 @@ def downgrade() -> None:
 
     op.drop_table('push_subscriptions')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_updated_at'))
         batch_op.drop_index(batch_op.f('ix_users_roles_changed_at'))
 
     op.drop_table('users')
