@@ -238,12 +238,13 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> Server:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "gatehouse", "serve", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-        )
+        # The child keeps its own descriptor; ours is closed at once (no ResourceWarning).
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "gatehouse", "serve", "--port", str(self.port),
+                 "--workers", str(self.workers)],
+                env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -98,5 +98,6 @@ class Context:
 
     async def close(self) -> None:
         self.hasher.close()
+        await self.rate_limits.close()
         await self.kv.close()
         await self.engine.dispose()

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -20,6 +21,7 @@ from gatehouse.context import Context
 from gatehouse.errors import CsrfFailed, PermissionDenied, TokenExpired, TokenInvalid, TokenMissing
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "gh_access", "gh_refresh", "gh_csrf"
 
 
@@ -63,15 +65,37 @@ def actor_of(request: Request, principal: Principal | None = None) -> Actor:
     )
 
 
+def _origin_key(origin: str) -> str | None:
+    """`scheme://host[:port]`, lower-cased and without a default port, as browsers send Origin."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # includes the opaque origin "null" (sandboxed frames, file:, data:)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
 def check_origin(request: Request, ctx: Context) -> None:
-    """Second line of CSRF defence: refuse what a browser marks as coming from another site."""
-    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+    """Second line of CSRF defence: refuse what a browser marks as coming from another site.
+
+    Browsers send `Origin` on cross-origin and non-GET requests and, when recent,
+    `Sec-Fetch-Site`; a request with neither comes from a non-browser client or an
+    old browser, and the session-bound CSRF token still guards it.
+    """
+    if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
         raise CsrfFailed("Cross-site requests cannot use cookie authentication.")
     origin = request.headers.get("origin")
     if origin is None:
         return
-    own = {ctx.settings.public_origin, f"{request.url.scheme}://{request.headers.get('host', '')}"}
-    if origin not in own and origin not in ctx.settings.cors_origins:
+    # The service's own origin is PUBLIC_API_URL's (the one base URL clients use), never one
+    # derived from the Host header, which DNS rebinding or a proxy hop can make say anything.
+    allowed = {_origin_key(o) for o in (ctx.settings.public_origin, *ctx.settings.cors_origins)}
+    if _origin_key(origin) not in allowed - {None}:
         raise CsrfFailed("This origin may not use cookie authentication.")
 
 
@@ -96,7 +120,8 @@ async def _user_principal(ctx: Context, token: str, via_cookie: bool) -> Princip
 
 
 async def _api_key_principal(request: Request, ctx: Context, key: str) -> Principal:
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    # The target exactly as sent; some ASGI servers leave the query on raw_path, others do not.
+    raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).split(b"?", 1)[0]
     query = request.scope.get("query_string", b"")
     target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
     body = await request.body()

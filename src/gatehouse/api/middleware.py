@@ -42,32 +42,45 @@ def _json_media(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def canonical_ip(text: str) -> str | None:
+    """One spelling per address (so buckets cannot be dodged by rewriting it); None if not an IP."""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # "::ffff:10.0.0.1": an IPv4 peer on a dual-stack socket
+    return str(addr)
+
+
 class ClientIP:
-    """The socket peer, or the first untrusted hop of X-Forwarded-For behind trusted proxies."""
+    """The socket peer, or behind trusted proxies the nearest untrusted X-Forwarded-For hop (§1)."""
 
     def __init__(self, trusted: list[str]) -> None:
         self._nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
 
     def _trusted(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._nets)
+        addr = ipaddress.ip_address(ip)
+        return any(addr.version == net.version and addr in net for net in self._nets)
 
     def __call__(self, peer: str, forwarded_for: str | None) -> str:
-        if not self._nets or not forwarded_for or not self._trusted(peer):
+        peer = canonical_ip(peer) or peer
+        if not self._nets or not forwarded_for or canonical_ip(peer) is None:
+            return peer  # off by default: a client's own X-Forwarded-For is never believed
+        if not self._trusted(peer):
             return peer
         hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        # Walk from the nearest hop back; the first address we do not trust is the client.
+        # Walk from the nearest hop back: every proxy appends the address it saw, so the
+        # first address we do not trust is the client; anything left of it is hearsay.
+        client = peer
         for hop in reversed(hops):
-            try:
-                ipaddress.ip_address(hop)
-            except ValueError:
-                return peer
-            if not self._trusted(hop):
-                return hop
-        return hops[0] if hops else peer
+            ip = canonical_ip(hop)
+            if ip is None:
+                return client  # garbage from a trusted hop: stop at the last address we know
+            client = ip
+            if not self._trusted(ip):
+                return ip
+        return client
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
@@ -84,7 +97,8 @@ class ProblemCORSMiddleware(CORSMiddleware):
             if "origin" in headers and "access-control-request-method" in headers:
                 response = self.preflight_response(request_headers=headers)
                 if response.status_code != 200:
-                    refused = bytes(response.body).decode("latin-1").removeprefix("Disallowed CORS ")
+                    refused = bytes(response.body).decode("latin-1")
+                    refused = refused.removeprefix("Disallowed CORS ")
                     problem = problem_response(
                         errors.PermissionDenied(f"CORS preflight refused ({refused})."),
                         scope.get("state", {}).get("request_id"),
@@ -134,7 +148,8 @@ class GatehouseMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         peer = scope["client"][0] if scope.get("client") else "unknown"
-        xff = headers.get(b"x-forwarded-for")
+        # Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
+        xff = b",".join(v for k, v in scope["headers"] if k.lower() == b"x-forwarded-for")
         ip = self.client_ip(peer, xff.decode("latin-1") if xff else None)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id

@@ -146,7 +146,8 @@ def _unb64(segment: str) -> bytes:
 def _json_segment(segment: str) -> dict[str, Any]:
     try:
         value = json.loads(_unb64(segment))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: `[[[[...` nested thousands deep, in a header nobody has verified yet.
         raise TokenInvalid() from None
     if not isinstance(value, dict):
         raise TokenInvalid()

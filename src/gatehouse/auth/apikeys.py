@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gatehouse.audit.service import Actor, record
 from gatehouse.auth.keys import ServerKeys
 from gatehouse.auth.rbac import ALL_PERMISSIONS
-from gatehouse.errors import ApiKeyInvalid, NotFound, SignatureInvalid, ValidationFailed
+from gatehouse.errors import (
+    ApiKeyInvalid,
+    NotFound,
+    PermissionDenied,
+    SignatureInvalid,
+    ValidationFailed,
+)
 from gatehouse.store.db.models import ApiKey
 from gatehouse.store.kv import KeyValueStore
 
@@ -72,14 +78,18 @@ class ApiKeyService:
 
     async def create(
         self, *, name: str, scopes: list[str], expires_at: datetime | None,
-        require_signature: bool, actor: Actor,
+        require_signature: bool, actor: Actor, grantable: frozenset[str] = ALL_PERMISSIONS,
     ) -> dict[str, Any]:
+        """Create a key; `grantable` is what the creator holds (no key mints a stronger one)."""
         unknown = sorted(set(scopes) - ALL_PERMISSIONS)
         if unknown:
             raise ValidationFailed(
                 f"Unknown scope(s); scopes are permissions: {', '.join(sorted(ALL_PERMISSIONS))}.",
                 [{"loc": ["body", "scopes"], "msg": "Unknown scope."}],
             )
+        beyond = sorted(set(scopes) - grantable)
+        if beyond:
+            raise PermissionDenied(f"You cannot grant scopes you do not hold: {', '.join(beyond)}.")
         now = datetime.now(UTC)
         if expires_at is not None and expires_at <= now:
             raise ValidationFailed(

@@ -120,7 +120,9 @@ def check_password_policy(
     if email and (lowered == email.lower() or lowered == local.lower()):
         raise WeakPassword("Password must not be your email address.", field)
     inputs = [v for v in (email, local, name, "gatehouse") if v]
-    result = zxcvbn(password[:_ZXCVBN_MAX_CHARS], user_inputs=inputs)
+    # zxcvbn raises ValueError above its own max_length (72 by default): pass ours.
+    result = zxcvbn(password[:_ZXCVBN_MAX_CHARS], user_inputs=inputs,
+                    max_length=_ZXCVBN_MAX_CHARS)
     if result["score"] < 2:
         warning = result["feedback"].get("warning") or "It is too easy to guess."
         raise WeakPassword(f"Password is too common or guessable: {warning}", field)

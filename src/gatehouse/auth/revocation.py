@@ -79,12 +79,15 @@ async def apply_unlocks(db: AsyncSession, throttle: LoginThrottle, after_id: int
     if after_id == 0:
         newest = await db.scalar(select(func.max(AuditEvent.id)))
         return int(newest or 0) or -1
+    # The high-water mark first, then the unlocks up to it: an unlock committed between
+    # the two queries is then picked up by the next poll instead of being skipped.
+    newest = await db.scalar(select(func.max(AuditEvent.id))) or after_id
     rows = (await db.execute(
         select(AuditEvent.id, AuditEvent.data)
-        .where(AuditEvent.id > max(after_id, 0), AuditEvent.type == "user.unlocked")
+        .where(AuditEvent.id > max(after_id, 0), AuditEvent.id <= newest,
+               AuditEvent.type == "user.unlocked")
         .order_by(AuditEvent.id)
     )).all()
-    newest = await db.scalar(select(func.max(AuditEvent.id))) or after_id
     for _, data in rows:
         target = data.get("target_user_id") if isinstance(data, dict) else None
         email = await db.scalar(select(User.email).where(User.id == target)) if target else None

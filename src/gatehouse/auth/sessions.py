@@ -127,16 +127,23 @@ class SessionService:
         ip = actor.ip or "unknown"
         try:
             await self.throttle.check(email, ip)
+            async with self.db() as db:
+                user = await find_by_email(db, email)
+            verification = await self.hasher.verify(user.password_hash if user else None, password)
+            # Settle with the throttle before answering: if parallel attempts locked the
+            # pair while this one was being verified, it answers 429 too (no verdict).
+            if user is None or not verification.ok:
+                await self.throttle.failed(email, ip)
+            elif user.disabled:
+                await self.throttle.check(email, ip)
+            else:
+                await self.throttle.succeeded(email, ip)
         except LoginThrottled:
             self.metrics.logins.labels("throttled").inc()
             async with self.db.begin() as db:
                 await record(db, "login.throttled", actor, email=email)
             raise
-        async with self.db() as db:
-            user = await find_by_email(db, email)
-        verification = await self.hasher.verify(user.password_hash if user else None, password)
         if user is None or not verification.ok:
-            await self.throttle.failed(email, ip)
             self.metrics.logins.labels("invalid_credentials").inc()
             async with self.db.begin() as db:
                 await record(db, "login.failure", actor, email=email,
@@ -145,7 +152,6 @@ class SessionService:
         if user.disabled:
             self.metrics.logins.labels("disabled").inc()
             raise AccountDisabled()
-        await self.throttle.succeeded(email, ip)
         if verification.needs_rehash:
             new_hash = await self.hasher.hash(password)
             async with self.db.begin() as db:
@@ -202,6 +208,10 @@ class SessionService:
                 .where(RefreshToken.token_hash == token_hash, RefreshToken.session_id == sid)
             )).one_or_none()
         if row is None:
+            # Deleting a user deletes its sessions (FK cascade); within the token window the
+            # revocation fact still says why, so the answer is session_revoked (API.md §3).
+            if await self.revocations.kv.get(f"rev:{sid}") is not None:
+                raise SessionRevoked()
             raise RefreshInvalid()
         generation, superseded_at, session, user = row
         if session.revoked_at is not None or user.disabled:
@@ -214,8 +224,11 @@ class SessionService:
         if now >= session.expires_at or now >= idle_end:
             raise RefreshExpired()
         if superseded_at is None:
-            new_secret = await self._rotate(sid, token_hash, generation, secret, actor, now)
-            result = "success"
+            rotated = await self._rotate(sid, token_hash, generation, secret, actor, now)
+            # None: another racer rotated it between our read and our write (maybe more than
+            # once since), so answer the session's current token, exactly like the grace path.
+            new_secret = rotated or await self._current_in_chain(sid, secret, generation)
+            result = "success" if rotated else "grace"
         elif (now - superseded_at).total_seconds() <= self.policy.grace_seconds:
             new_secret = await self._current_in_chain(sid, secret, generation)
             result = "grace"
@@ -233,15 +246,20 @@ class SessionService:
 
     async def _rotate(
         self, sid: str, token_hash: str, generation: int, secret: str, actor: Actor, now: datetime
-    ) -> str:
+    ) -> str | None:
+        """The successor secret, or None when another racer superseded the token first."""
         new_secret = self.successor(secret)
         async with self.db.begin() as db:
             # Both statements are idempotent: every racer converges on one successor.
-            await db.execute(
+            superseded = await db.execute(
                 update(RefreshToken)
                 .where(RefreshToken.token_hash == token_hash, RefreshToken.superseded_at.is_(None))
                 .values(superseded_at=now)
             )
+            if not superseded.rowcount:  # type: ignore[attr-defined]
+                # The winner inserted the successor in the same transaction: nothing to do,
+                # and its successor may itself be superseded by now (caller walks the chain).
+                return None
             await db.execute(self._insert_ignore(db, {
                 "token_hash": self.hash_secret(new_secret), "session_id": sid,
                 "generation": generation + 1, "created_at": now,

@@ -10,6 +10,14 @@ Three counters, all configurable:
 - IP (all emails): more than `ip_ceiling` failures within `ip_window`.
 Unknown emails are counted exactly like real ones, so the answers reveal
 nothing. Keys hold a hash of the email, never the address.
+
+Parallel guesses: `check` runs before the (slow) password check, so a burst
+of parallel attempts would all pass it. `failed` and `succeeded` therefore
+check again when the attempt settles and raise LoginThrottled (without
+counting) when the pair got locked meanwhile: the caller answers 429 and the
+guess yields no verdict. On the in-process store check-and-count runs without
+yielding, so exactly `max_failures` verdicts come out of any burst; on Redis
+the gap is a few round trips instead of a password hash.
 """
 
 from __future__ import annotations
@@ -43,21 +51,28 @@ class LoginThrottle:
         self.policy = policy
 
     async def check(self, email: str, ip: str) -> None:
-        """Raise LoginThrottled (with the wait) when this attempt must not be tried."""
+        """Raise LoginThrottled, with the longest wait in force, when this attempt must not run."""
         e = _email_key(email)
-        lock, per_email, per_ip = await self.kv.get_many([f"ll:{e}:{ip}", f"le:{e}", f"li:{ip}"])
+        lock_key, email_key, ip_key = f"ll:{e}:{ip}", f"le:{e}", f"li:{ip}"
+        lock, per_email, per_ip = await self.kv.get_many([lock_key, email_key, ip_key])
+        blocking = []
         if lock is not None:
-            raise LoginThrottled(await self._wait(f"ll:{e}:{ip}"))
+            blocking.append(lock_key)
         if per_email is not None and int(per_email) > self.policy.email_ceiling:
-            raise LoginThrottled(await self._wait(f"le:{e}"))
+            blocking.append(email_key)
         if per_ip is not None and int(per_ip) > self.policy.ip_ceiling:
-            raise LoginThrottled(await self._wait(f"li:{ip}"))
+            blocking.append(ip_key)
+        if blocking:
+            # Retry-After must outlast every lock in force, or the retry is refused again.
+            raise LoginThrottled(max([await self._wait(key) for key in blocking]))
 
     async def _wait(self, key: str) -> int:
         left = await self.kv.ttl(key)
         return max(1, math.ceil(left)) if left is not None else 1
 
     async def failed(self, email: str, ip: str) -> None:
+        """Count a failed attempt; raise LoginThrottled instead if the pair got locked meanwhile."""
+        await self.check(email, ip)
         e = _email_key(email)
         p = self.policy
         count = await self.kv.incr(f"lf:{e}:{ip}", p.failure_window)
@@ -68,6 +83,8 @@ class LoginThrottle:
             await self.kv.set(f"ll:{e}:{ip}", str(count), wait)
 
     async def succeeded(self, email: str, ip: str) -> None:
+        """Reset the email+IP counter; raise LoginThrottled instead if it got locked meanwhile."""
+        await self.check(email, ip)
         e = _email_key(email)
         await self.kv.delete(f"lf:{e}:{ip}", f"ll:{e}:{ip}")
 

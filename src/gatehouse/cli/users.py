@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -10,11 +11,13 @@ from rich.table import Table
 
 from gatehouse.audit.service import CLI, record
 from gatehouse.cli.common import err, fail, out, settings_or_exit, with_context
-from gatehouse.context import Context
 from gatehouse.errors import NotFound
 from gatehouse.store.db.models import User
 from gatehouse.users import importer
 from gatehouse.users import service as users
+
+if TYPE_CHECKING:
+    from gatehouse.context import Context
 
 app = typer.Typer(help="Manage users.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Manage sessions.", no_args_is_help=True)
@@ -60,10 +63,18 @@ def list_(q: str = typer.Option(None, help="Substring of email or name."),
         return rows
 
     rows = with_context(settings_or_exit(), work)
-    table = Table("email", "name", "roles", "disabled", "created", "id")
-    for u in rows:
-        table.add_row(u.email, u.name, ",".join(u.roles), "yes" if u.disabled else "",
-                      users.rfc3339(u.created_at), u.id)
+    header = ("email", "name", "roles", "disabled", "created", "id")
+    cells = [(u.email, u.name, ",".join(u.roles), "yes" if u.disabled else "",
+              users.rfc3339(u.created_at), u.id) for u in rows]
+    if not out.is_terminal:
+        # Piped or redirected: whole values, tab-separated, so scripts can use them
+        # (a Rich table would be cut to 80 columns and ellipsise emails and ids).
+        for line in (header, *cells):
+            print("\t".join(v.replace("\t", " ") for v in line))
+        return
+    table = Table(*header)
+    for cell in cells:
+        table.add_row(*cell)
     out.print(table)
 
 

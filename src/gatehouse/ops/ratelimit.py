@@ -5,6 +5,10 @@ Buckets: `api` (GATEHOUSE_RATE_LIMIT, every API route not listed below),
 GATEHOUSE_AUTH_RATE_LIMIT, not counted against `api`), and `client_errors`
 (GATEHOUSE_CLIENT_ERRORS_RATE_LIMIT). The answer's RateLimit-* headers are
 left in the request state for the middleware to send, on 2xx and 429 alike.
+
+With REDIS_URL the buckets live in Redis, shared by every process and host.
+If Redis cannot be reached the answer is 503 `service_unavailable` (API.md
+§2), never a 500 and never a silently unlimited request.
 """
 
 from __future__ import annotations
@@ -13,28 +17,37 @@ import math
 import time
 from typing import Any
 
+import structlog
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 
-from gatehouse.errors import RateLimited
+from gatehouse.errors import RateLimited, ServiceUnavailable
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 
 SCOPES = ("api", "login", "refresh", "register", "client_errors")
+log = structlog.get_logger("gatehouse.ratelimit")
 
 
 def _storage(redis_url: str | None) -> Storage:
-    if redis_url:
-        return storage_from_string("async+" + redis_url)
-    return MemoryStorage()
+    """The limiter's storage: the Redis behind REDIS_URL (shared by every instance), else memory."""
+    if not redis_url:
+        return MemoryStorage()
+    # limits' own URL scheme: "async+redis://...", "async+rediss://...", "async+redis+unix://...".
+    uri = "async+redis+" + redis_url if redis_url.startswith("unix:") else "async+" + redis_url
+    # redis-py is already a dependency (the key-value store); limits defaults to coredis.
+    return RedisStorage(uri, implementation="redispy", wrap_exceptions=True,
+                        socket_timeout=2, socket_connect_timeout=2)
 
 
 class RateLimits:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.enabled = settings.rate_limits_enabled
         self.metrics = metrics
+        self.retry_after = settings.retry_after_seconds
         self.storage = _storage(settings.redis_url)
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, list[RateLimitItem]] = {
@@ -49,30 +62,43 @@ class RateLimits:
         """Count one request of `ip` in `scope`; raise RateLimited when over the limit."""
         if not self.enabled:
             return
-        headers: list[tuple[bytes, bytes]] = []
-        refused: RateLimitItem | None = None
-        tightest: tuple[int, int, int] | None = None  # remaining, limit, reset
-        for item in self.items[scope]:
-            allowed = await self.limiter.hit(item, scope, ip)
-            stats = await self.limiter.get_window_stats(item, scope, ip)
-            reset = max(1, math.ceil(stats.reset_time - time.time()))
-            if tightest is None or stats.remaining < tightest[0]:
-                tightest = (stats.remaining, item.amount, reset)
-            if not allowed and refused is None:
-                refused = item
-                tightest = (0, item.amount, reset)
-        if tightest is not None:
-            remaining, amount, reset = tightest
-            headers = [
-                (b"ratelimit-limit", str(amount).encode()),
-                (b"ratelimit-remaining", str(remaining).encode()),
-                (b"ratelimit-reset", str(reset).encode()),
-            ]
-            state["extra_headers"] = headers
-        if refused is not None:
+        try:
+            windows = [await self._count(item, scope, ip) for item in self.items[scope]]
+        except StorageError as exc:
+            self.metrics.dependency_errors.labels("cache").inc()
+            log.warning("dependency_unavailable", dependency="cache",
+                        error=type(exc.storage_error).__name__)
+            raise ServiceUnavailable(self.retry_after) from None
+        # With several limits ("10/second;600/minute") the headers show the tightest window,
+        # and Retry-After must outlast every exhausted window, not just the first one.
+        refused = [w for allowed, w in windows if not allowed]
+        if refused:
+            remaining, amount, reset = max(refused, key=lambda w: w[2])
+        else:
+            remaining, amount, reset = min((w for _, w in windows), key=lambda w: w[0])
+        state["extra_headers"] = [
+            (b"ratelimit-limit", str(amount).encode()),
+            (b"ratelimit-remaining", str(0 if refused else remaining).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
+        if refused:
             self.metrics.rate_limited.labels(scope).inc()
-            assert tightest is not None
-            raise RateLimited(tightest[2])
+            raise RateLimited(reset)
+
+    async def _count(
+        self, item: RateLimitItem, scope: str, ip: str
+    ) -> tuple[bool, tuple[int, int, int]]:
+        """Hit one window: (allowed, (remaining, limit, seconds until reset))."""
+        allowed = await self.limiter.hit(item, scope, ip)
+        stats = await self.limiter.get_window_stats(item, scope, ip)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        return allowed, (max(0, stats.remaining), item.amount, reset)
 
     async def reset(self) -> None:
         await self.storage.reset()
+
+    async def close(self) -> None:
+        """Close the Redis connection pool (the memory storage holds nothing to close)."""
+        bridge = self.storage.bridge if isinstance(self.storage, RedisStorage) else None
+        if isinstance(bridge, RedispyBridge):
+            await bridge.storage.aclose()

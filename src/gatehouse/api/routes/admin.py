@@ -120,6 +120,7 @@ async def create_api_key(body: ApiKeyCreate, principal: KeysManage, request: Req
     created = await ctx.api_keys.create(
         name=body.name, scopes=body.scopes, expires_at=body.expires_at,
         require_signature=body.require_signature, actor=actor_of(request, principal),
+        grantable=principal.permissions,
     )
     return ApiKeyCreated(**created)
 
