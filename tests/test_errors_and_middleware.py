@@ -303,3 +303,14 @@ async def test_access_log_line_has_the_contract_fields_and_no_credentials(
     dump = json.dumps(lines)
     for secret in (tokens["access_token"], tokens["refresh_token"], "correct-horse"):
         assert secret not in dump
+
+
+@pytest.mark.asyncio
+async def test_cache_down_answers_503_not_500(make_app: Any, alice: Any) -> None:
+    """With REDIS_URL pointing at a dead Redis, authenticated requests answer 503 service_unavailable."""
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", GATEHOUSE_RATE_LIMITS="off")
+    async with asgi_client(app) as c:
+        token, _ = app.state.ctx.tokens.issue(user_id=alice.id, session_id="s-1", roles=["user"])
+        r = await c.get("/api/v1/auth/validate", headers={"Authorization": f"Bearer {token}"})
+    assert (r.status_code, r.json()["code"]) == (503, "service_unavailable")
+    assert r.headers["retry-after"]

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from gatehouse import errors
-from gatehouse.store.db.engine import is_database_outage
+from gatehouse.store.db.engine import outage_of
 
 log = structlog.get_logger("gatehouse.api")
 
@@ -112,9 +112,10 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def unexpected_response(exc: BaseException, request_id: str | None, retry_after: int) -> Response:
-    """500 for bugs, 503 for a database that cannot be reached; logged without the message."""
-    if is_database_outage(exc):
-        log.warning("dependency_unavailable", dependency="database", error=type(exc).__name__,
+    """500 for bugs, 503 for a database or cache that cannot be reached; logged without the message."""
+    dependency = outage_of(exc)
+    if dependency is not None:
+        log.warning("dependency_unavailable", dependency=dependency, error=type(exc).__name__,
                     request_id=request_id)
         return problem_response(errors.ServiceUnavailable(retry_after), request_id)
     # Only the type and the frames: exception text can carry SQL parameters or input.

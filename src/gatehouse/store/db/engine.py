@@ -65,16 +65,26 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def is_database_outage(exc: BaseException) -> bool:
-    """True for failures to reach the database (answered 503), as opposed to bugs (500)."""
+    """True for failures to reach a dependency (answered 503), as opposed to bugs (500)."""
+    return outage_of(exc) is not None
+
+
+def outage_of(exc: BaseException) -> str | None:
+    """`"database"` or `"cache"` when `exc` means that dependency cannot be reached, else None."""
+    module, name = type(exc).__module__, type(exc).__name__
+    if module.startswith("redis") and name in _REDIS_OUTAGES:
+        return "cache"
     if isinstance(exc, OperationalError | PoolTimeout):
-        return True
+        return "database"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if type(exc).__module__.startswith("asyncpg") and type(exc).__name__ in _ASYNCPG_OUTAGES:
-        return True  # asyncpg raises these unwrapped while connecting
-    return isinstance(exc, ConnectionError | TimeoutError) or (
+        return "database"
+    if module.startswith("asyncpg") and name in _ASYNCPG_OUTAGES:
+        return "database"  # asyncpg raises these unwrapped while connecting
+    if isinstance(exc, ConnectionError | TimeoutError) or (
         isinstance(exc, OSError) and exc.errno is not None
-    )
+    ):
+        return "database"
+    return None
 
 
 _ASYNCPG_OUTAGES = frozenset({
@@ -82,3 +92,4 @@ _ASYNCPG_OUTAGES = frozenset({
     "ConnectionFailureError", "PostgresConnectionError", "ClientCannotConnectError",
     "InternalClientError", "AdminShutdownError", "CrashShutdownError",
 })
+_REDIS_OUTAGES = frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError"})
