@@ -11,6 +11,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from gatehouse.store.db.sqlite_onehop import creator
+
 
 def async_url(url: str) -> str:
     """`sqlite:///x` -> `sqlite+aiosqlite:///x`; `postgresql://` -> `postgresql+asyncpg://`."""
@@ -43,10 +45,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
         memory = ":memory:" in aurl or aurl.endswith("://")
+        options: dict[str, Any] = {}
+        if not memory:
+            path = make_url(aurl).database or ""
+            options["async_creator"] = creator(path, timeout=10, check_same_thread=False)
         engine = create_async_engine(
             aurl,
             poolclass=NullPool if memory else None,
+            # Sessions and connections always end their own transactions (commit, or rollback
+            # on close), so the pool's extra rollback on return is one wasted thread hop.
+            pool_reset_on_return=None,
             connect_args={"timeout": 10, "check_same_thread": False},
+            **options,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
