@@ -15,6 +15,7 @@ from gatehouse.client import (
     InvalidCredentials,
     MemoryTokenStore,
     RateLimited,
+    RetryPolicy,
     SessionExpired,
     TransportError,
 )
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from conftest import FakeClock, FakeGatehouse
 
 BASE = "http://gatehouse.test"
+
+# Faults that outlast every retry of the default policy.
+ATTEMPTS = RetryPolicy().max_attempts
 
 
 async def logged_in(fake: FakeGatehouse, store: MemoryTokenStore | None = None) -> AsyncClient:
@@ -82,12 +86,12 @@ async def test_503_retried_and_429_raises_rate_limited(
     fake.fail("/users/profile", (503, "service_unavailable", 1))
     async with await logged_in(fake) as client:
         assert (await client.profile())["email"] == fake.email
-        fake.fail("/users/profile", *[(429, "rate_limited", 2)] * 4)
+        fake.fail("/users/profile", *[(429, "rate_limited", 2)] * ATTEMPTS)
         with pytest.raises(RateLimited) as caught:
             await client.profile()
     assert caught.value.retry_after == 2.0
     assert clock.sleeps[0] >= 1.0 and all(s >= 2.0 for s in clock.sleeps[1:])
-    assert len(clock.sleeps) == 4
+    assert len(clock.sleeps) == ATTEMPTS  # one for the 503, ATTEMPTS - 1 for the 429s
 
 
 @pytest.mark.asyncio
@@ -123,7 +127,7 @@ async def test_logout_clears_store_even_when_server_unreachable(
     """Async logout clears the local session and raises the transport error afterwards."""
     store = MemoryTokenStore()
     async with await logged_in(fake, store) as client:
-        fake.fail("/auth/logout", *[httpx.ConnectError("refused")] * 4)
+        fake.fail("/auth/logout", *[httpx.ConnectError("refused")] * ATTEMPTS)
         with pytest.raises(TransportError):
             await client.logout()
     assert store.load() is None

@@ -46,7 +46,8 @@ def test_429_is_retried_then_raises_rate_limited_with_retry_after(
 ) -> None:
     """Persistent 429s are retried up to max_attempts, then raise RateLimited with retry_after."""
     fake.fail("/users/profile", *[(429, "rate_limited", 1)] * 4)
-    with logged_in(fake) as client, pytest.raises(RateLimited) as caught:
+    policy = RetryPolicy(max_attempts=4)
+    with logged_in(fake, policy) as client, pytest.raises(RateLimited) as caught:
         client.profile()
     error = caught.value
     assert (error.status, error.code, error.retry_after) == (429, "rate_limited", 1.0)

@@ -13,6 +13,7 @@ from gatehouse.client import (
     InvalidCredentials,
     MemoryTokenStore,
     NotAuthenticated,
+    RetryPolicy,
     ServiceUnavailable,
     SessionExpired,
     TransportError,
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from conftest import FakeClock, FakeGatehouse
 
 BASE = "http://gatehouse.test"
+
+# Faults that outlast every retry of the default policy.
+ATTEMPTS = RetryPolicy().max_attempts
 
 
 def make_client(fake: FakeGatehouse, store: MemoryTokenStore | None = None) -> Client:
@@ -189,7 +193,7 @@ def test_network_failure_raises_transport_error_and_keeps_session(
     store = MemoryTokenStore()
     with make_client(fake, store) as client:
         client.login(fake.email, fake.password)
-        fake.fail("/users/profile", *[httpx.ConnectError("refused")] * 4)
+        fake.fail("/users/profile", *[httpx.ConnectError("refused")] * ATTEMPTS)
         with pytest.raises(TransportError) as caught:
             client.profile()
         assert client.profile()["email"] == fake.email
@@ -198,7 +202,7 @@ def test_network_failure_raises_transport_error_and_keeps_session(
         "transport_error",
         None,
     )
-    assert (len(no_sleep), fake.stats["transport_faults"]) == (3, 4)
+    assert (len(no_sleep), fake.stats["transport_faults"]) == (ATTEMPTS - 1, ATTEMPTS)
     assert store.load() is not None
 
 
@@ -234,14 +238,14 @@ def test_transient_refresh_failure_with_expired_token_raises_and_keeps_session(
     with make_client(fake, store) as client:
         client.login(fake.email, fake.password)
         expire(store)
-        fake.fail("/auth/refresh", *[(503, "service_unavailable")] * 4)
+        fake.fail("/auth/refresh", *[(503, "service_unavailable")] * ATTEMPTS)
         with pytest.raises(ServiceUnavailable) as caught:
             client.profile()
         assert store.load() is not None
         assert client.profile()["email"] == fake.email  # the next try refreshes fine
     assert caught.value.code == "service_unavailable"
-    assert fake.stats["refresh_calls"] == 5
-    assert len(no_sleep) == 3
+    assert fake.stats["refresh_calls"] == ATTEMPTS + 1  # every retry, then the good one
+    assert len(no_sleep) == ATTEMPTS - 1
 
 
 def test_refresh_is_retried_after_a_lost_response(

@@ -12,6 +12,7 @@ from gatehouse.client import (
     Client,
     GatehouseAuth,
     MemoryTokenStore,
+    RetryPolicy,
     ServiceUnavailable,
     SessionExpired,
     TransportError,
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from conftest import FakeGatehouse
 
 BASE = "http://gatehouse.test"
+
+# Faults that outlast every retry of the default policy.
+ATTEMPTS = RetryPolicy().max_attempts
 
 
 def logged_in_store(fake: FakeGatehouse) -> MemoryTokenStore:
@@ -135,13 +139,13 @@ def test_logout_clears_store_and_raises_when_server_fails(
     """A logout that cannot reach the server still forgets the session locally, then raises."""
     store = logged_in_store(fake)
     with Client(BASE, token_store=store, transport=fake.transport) as client:
-        fake.fail("/auth/logout", *[httpx.ConnectError("refused")] * 4)
+        fake.fail("/auth/logout", *[httpx.ConnectError("refused")] * ATTEMPTS)
         with pytest.raises(TransportError):
             client.logout()
         assert store.load() is None
     store = logged_in_store(fake)
     with Client(BASE, token_store=store, transport=fake.transport) as client:
-        fake.fail("/auth/logout", *[(503, "service_unavailable")] * 4)
+        fake.fail("/auth/logout", *[(503, "service_unavailable")] * ATTEMPTS)
         with pytest.raises(ServiceUnavailable):
             client.logout()
     assert store.load() is None

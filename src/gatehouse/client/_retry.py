@@ -51,7 +51,7 @@ class RetryPolicy:
     retries off.
     """
 
-    max_attempts: int = 4
+    max_attempts: int = 7
     backoff: float = 0.5
     max_backoff: float = 8.0
     budget: float = 30.0
