@@ -20,7 +20,6 @@ import bcrypt
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from zxcvbn import zxcvbn
 
 from gatehouse.errors import WeakPassword
 
@@ -119,6 +118,9 @@ def check_password_policy(
     local = email.split("@", 1)[0]
     if email and (lowered == email.lower() or lowered == local.lower()):
         raise WeakPassword("Password must not be your email address.", field)
+    # zxcvbn's dictionaries cost ~12 MB: loaded on the first password set, not at start-up.
+    from zxcvbn import zxcvbn
+
     inputs = [v for v in (email, local, name, "gatehouse") if v]
     # zxcvbn raises ValueError above its own max_length (72 by default): pass ours.
     result = zxcvbn(password[:_ZXCVBN_MAX_CHARS], user_inputs=inputs,

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gatehouse.store.db.migrate import current_revision, head_revision
 from gatehouse.store.kv import KeyValueStore
 
 CHECK_TIMEOUT = 3.0
@@ -22,6 +21,9 @@ class Check:
 
 async def check_database(engine: AsyncEngine) -> tuple[Check, Check]:
     """(database reachable, migrations at head)."""
+    # Alembic is imported on the first check, not at start-up: it costs ~10 MB per worker.
+    from gatehouse.store.db.migrate import current_revision, head_revision
+
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             async with engine.connect() as conn:
