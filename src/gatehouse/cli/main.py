@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli import db, doctor, keys, serve, users
+from gatehouse.cli import db, doctor, keys, ops, serve, users
 from gatehouse.cli.common import guard
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app.add_typer(users.sessions_app, name="sessions")
 app.add_typer(users.cache_app, name="cache")
 app.add_typer(keys.app, name="keys")
 app.command("doctor")(doctor.doctor)
+app.add_typer(ops.logs_app, name="logs")
+app.add_typer(ops.slo_app, name="slo")
 
 
 def run() -> None:
