@@ -177,3 +177,25 @@ def test_serve_dev_creates_secrets_migrates_and_prints_admin_once(tmp_path: Path
     match = re.search(r"email (\S+)\s+password (\S+)", outputs[0])
     assert match is not None and "listening on http://127.0.0.1" in outputs[0]
     assert "password" not in outputs[1]
+
+
+def test_serve_dev_public_url_is_where_it_listens(tmp_path: Path) -> None:
+    """Under --dev without PUBLIC_API_URL, the issuer and cookie origin are the address served."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENCRYPTION_KEY")}
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gatehouse", "serve", "--dev", "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert f"(public URL http://127.0.0.1:{port})" in output

@@ -59,9 +59,12 @@ async def _first_admin(ctx: Context) -> tuple[str, str] | None:
     return email, password
 
 
-def prepare_dev() -> Settings:
+def prepare_dev(host: str = "127.0.0.1", port: int = 8000) -> Settings:
     for name, value in ensure_dev_secrets().items():
         os.environ.setdefault(name, value)
+    # Locally the public URL is where this server listens (cookies' origin checks use it).
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
+    os.environ.setdefault("PUBLIC_API_URL", f"http://{local}:{port}")
     os.environ.setdefault("GATEHOUSE_DEV", "1")
     settings = settings_or_exit()
     if settings.public_api_url.startswith("http://") and "GATEHOUSE_INSECURE_COOKIES" not in os.environ:
@@ -109,7 +112,7 @@ def serve(
 ) -> None:
     """Run the HTTP server."""
     _tune_malloc()
-    settings = prepare_dev() if dev else settings_or_exit()
+    settings = prepare_dev(host, port) if dev else settings_or_exit()
     try:
         settings.require_secrets()
     except SettingsError as exc:
