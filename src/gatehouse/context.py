@@ -18,6 +18,7 @@ from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits
 from gatehouse.settings import Settings
 from gatehouse.store.db.engine import create_engine, create_sessionmaker
+from gatehouse.store.db.units import UnitRunner
 from gatehouse.store.kv import KeyValueStore, create_kv
 from gatehouse.users.accounts import AccountService
 
@@ -77,6 +78,7 @@ class Context:
         sessions = SessionService(
             db=db, keys=server_keys, tokens=tokens, hasher=hasher, revocations=revocations,
             throttle=throttle, metrics=metrics,
+            units=UnitRunner(engine, settings.database_url),
             policy=SessionPolicy(
                 refresh_ttl=settings.refresh_token_ttl,
                 idle_ttl=settings.session_idle_ttl,
@@ -98,6 +100,7 @@ class Context:
 
     async def close(self) -> None:
         self.hasher.close()
+        self.sessions.units.close()
         await self.rate_limits.close()
         await self.kv.close()
         await self.engine.dispose()

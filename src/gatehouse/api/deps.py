@@ -25,9 +25,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE = "gh_access", "gh_refresh", "gh_csrf"
 
 
-def get_context(request: Request) -> Context:
+def context_of(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
+
+
+async def get_context(request: Request) -> Context:
+    """The app's services (async: FastAPI runs sync dependencies in a thread pool)."""
+    return context_of(request)
 
 
 Ctx = Annotated[Context, Depends(get_context)]
@@ -136,7 +141,7 @@ async def _api_key_principal(request: Request, ctx: Context, key: str) -> Princi
 
 async def authenticate(request: Request) -> Principal:
     """Authorization header, then X-API-Key, then cookies (API.md §1)."""
-    ctx = get_context(request)
+    ctx = context_of(request)
     state = request.scope["state"]
     authorization = request.headers.get("authorization")
     principal: Principal
@@ -191,6 +196,6 @@ def RequirePermission(permission: str) -> Callable[[Principal], Awaitable[Princi
 
 def RateLimit(scope: str) -> Callable[[Request], Awaitable[None]]:  # noqa: N802
     async def dependency(request: Request) -> None:
-        await get_context(request).rate_limits.hit(scope, client_ip(request), request.scope["state"])
+        await context_of(request).rate_limits.hit(scope, client_ip(request), request.scope["state"])
 
     return dependency

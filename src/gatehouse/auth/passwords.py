@@ -30,6 +30,14 @@ BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _ZXCVBN_MAX_CHARS = 100
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (a worker pinned with taskset gets 1, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
+
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool
@@ -46,7 +54,7 @@ class PasswordHasher:
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
         self._pool = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 2, thread_name_prefix="gatehouse-hash"
+            max_workers=workers or _usable_cores(), thread_name_prefix="gatehouse-hash"
         )
         # A real hash of a random password: unknown emails are verified against
         # it so that their timing matches a wrong password for a real account.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,10 +46,60 @@ from gatehouse.errors import (
 )
 from gatehouse.ops.metrics import Metrics
 from gatehouse.store.db.models import RefreshToken, Session, User
+from gatehouse.store.db.units import UnitRunner
 from gatehouse.users.emails import normalize_email
 from gatehouse.users.service import find_by_email, set_password_hash
 
 _TOKEN = re.compile(r"^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$")
+
+# The refresh path runs these prebuilt Core statements on the tables (no ORM unit of
+# work, no per-call statement building): it is the busiest write in the service.
+_RT, _S, _U = RefreshToken.__table__, Session.__table__, User.__table__
+_LOOKUP = (
+    select(_RT.c.generation, _RT.c.superseded_at, _S.c.expires_at, _S.c.last_used_at,
+           _S.c.revoked_at, _S.c.reuse_token_hash, _U.c.id, _U.c.email, _U.c.name, _U.c.roles,
+           _U.c.disabled, _U.c.created_at)
+    .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id).join(_U, _U.c.id == _S.c.user_id))
+    .where(_RT.c.token_hash == bindparam("h"), _RT.c.session_id == bindparam("sid"))
+)
+_SUPERSEDE = (
+    update(_RT).where(_RT.c.token_hash == bindparam("h"), _RT.c.superseded_at.is_(None))
+    .values(superseded_at=bindparam("at"))
+)
+_TOUCH = update(_S).where(_S.c.id == bindparam("sid")).values(
+    last_used_at=bindparam("at"), ip=bindparam("client_ip"), user_agent=bindparam("agent")
+)
+_CURRENT = select(_RT.c.token_hash, _RT.c.generation).where(
+    _RT.c.session_id == bindparam("sid"), _RT.c.superseded_at.is_(None)
+)
+_INSERT_IGNORE = {
+    "postgresql": postgresql.insert(_RT).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_RT).on_conflict_do_nothing(),
+}
+
+
+# Units of work written once against a sync Connection; UnitRunner runs each in one
+# trip (a writer thread on SQLite, the async driver's greenlet bridge on PostgreSQL).
+def _lookup(conn: Connection, token_hash: str, sid: str) -> Any:
+    return conn.execute(_LOOKUP, {"h": token_hash, "sid": sid}).one_or_none()
+
+
+def _current(conn: Connection, sid: str) -> Any:
+    return conn.execute(_CURRENT, {"sid": sid}).first()
+
+
+def _rotate(
+    conn: Connection, token_hash: str, now: datetime, successor: dict[str, Any],
+    touch: dict[str, Any],
+) -> bool:
+    # Both writes are idempotent: every racer converges on one successor.
+    if not conn.execute(_SUPERSEDE, {"h": token_hash, "at": now}).rowcount:
+        # The winner inserted the successor in the same transaction: nothing to do,
+        # and its successor may itself be superseded by now (caller walks the chain).
+        return False
+    conn.execute(_INSERT_IGNORE[conn.dialect.name], successor)
+    conn.execute(_TOUCH, touch)
+    return True
 MAX_GRACE_CHAIN = 64
 
 
@@ -93,8 +143,10 @@ class SessionService:
         throttle: LoginThrottle,
         metrics: Metrics,
         policy: SessionPolicy,
+        units: UnitRunner,
     ) -> None:
         self.db = db
+        self.units = units
         self.keys = keys
         self.tokens = tokens
         self.hasher = hasher
@@ -200,29 +252,24 @@ class SessionService:
         sid, secret = match.groups()
         token_hash = self.hash_secret(secret)
         now = datetime.now(UTC)
-        async with self.db() as db:
-            row = (await db.execute(
-                select(RefreshToken.generation, RefreshToken.superseded_at, Session, User)
-                .join(Session, Session.id == RefreshToken.session_id)
-                .join(User, User.id == Session.user_id)
-                .where(RefreshToken.token_hash == token_hash, RefreshToken.session_id == sid)
-            )).one_or_none()
+        row = await self.units.run(_lookup, token_hash, sid)
         if row is None:
             # Deleting a user deletes its sessions (FK cascade); within the token window the
             # revocation fact still says why, so the answer is session_revoked (API.md §3).
             if await self.revocations.kv.get(f"rev:{sid}") is not None:
                 raise SessionRevoked()
             raise RefreshInvalid()
-        generation, superseded_at, session, user = row
-        if session.revoked_at is not None or user.disabled:
-            if session.reuse_token_hash is not None and hmac.compare_digest(
-                session.reuse_token_hash, token_hash
-            ):
+        (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
+         user_id, email, name, roles, disabled, created_at) = row
+        if revoked_at is not None or disabled:
+            if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
                 raise RefreshReused()
             raise SessionRevoked()
-        idle_end = session.last_used_at + timedelta(seconds=self.policy.idle_ttl)
-        if now >= session.expires_at or now >= idle_end:
+        idle_end = last_used_at + timedelta(seconds=self.policy.idle_ttl)
+        if now >= expires_at or now >= idle_end:
             raise RefreshExpired()
+        user = User(id=user_id, email=email, name=name, roles=roles, disabled=disabled,
+                    created_at=created_at)
         if superseded_at is None:
             rotated = await self._rotate(sid, token_hash, generation, secret, actor, now)
             # None: another racer rotated it between our read and our write (maybe more than
@@ -233,52 +280,27 @@ class SessionService:
             new_secret = await self._current_in_chain(sid, secret, generation)
             result = "grace"
         else:
-            await self._reuse_detected(session, token_hash, actor)
+            await self._reuse_detected(sid, user_id, token_hash, actor)
             raise RefreshReused()
-        access, exp = self.tokens.issue(user_id=user.id, session_id=sid, roles=list(user.roles))
-        return IssuedTokens(access, exp, f"{sid}.{new_secret}", sid, session.expires_at, user,
-                            result)
-
-    def _insert_ignore(self, db: AsyncSession, values: dict[str, Any]) -> Any:
-        dialect = db.get_bind().dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        return ins(RefreshToken).values(**values).on_conflict_do_nothing()
+        access, exp = self.tokens.issue(user_id=user_id, session_id=sid, roles=list(roles))
+        return IssuedTokens(access, exp, f"{sid}.{new_secret}", sid, expires_at, user, result)
 
     async def _rotate(
         self, sid: str, token_hash: str, generation: int, secret: str, actor: Actor, now: datetime
     ) -> str | None:
         """The successor secret, or None when another racer superseded the token first."""
         new_secret = self.successor(secret)
-        async with self.db.begin() as db:
-            # Both statements are idempotent: every racer converges on one successor.
-            superseded = await db.execute(
-                update(RefreshToken)
-                .where(RefreshToken.token_hash == token_hash, RefreshToken.superseded_at.is_(None))
-                .values(superseded_at=now)
-            )
-            if not superseded.rowcount:  # type: ignore[attr-defined]
-                # The winner inserted the successor in the same transaction: nothing to do,
-                # and its successor may itself be superseded by now (caller walks the chain).
-                return None
-            await db.execute(self._insert_ignore(db, {
-                "token_hash": self.hash_secret(new_secret), "session_id": sid,
-                "generation": generation + 1, "created_at": now,
-            }))
-            await db.execute(
-                update(Session).where(Session.id == sid).values(
-                    last_used_at=now, ip=actor.ip,
-                    user_agent=(actor.user_agent or "")[:512] or None,
-                )
-            )
-        return new_secret
+        successor = {
+            "token_hash": self.hash_secret(new_secret), "session_id": sid,
+            "generation": generation + 1, "created_at": now, "superseded_at": None,
+        }
+        touch = {"sid": sid, "at": now, "client_ip": actor.ip,
+                 "agent": (actor.user_agent or "")[:512] or None}
+        rotated = await self.units.run_in_transaction(_rotate, token_hash, now, successor, touch)
+        return new_secret if rotated else None
 
     async def _current_in_chain(self, sid: str, secret: str, generation: int) -> str:
-        async with self.db() as db:
-            current = (await db.execute(
-                select(RefreshToken.token_hash, RefreshToken.generation).where(
-                    RefreshToken.session_id == sid, RefreshToken.superseded_at.is_(None)
-                )
-            )).first()
+        current = await self.units.run(_current, sid)
         if current is None:
             raise SessionRevoked()
         cur_hash, cur_gen = current
@@ -292,18 +314,18 @@ class SessionService:
             raise RefreshInvalid()
         return candidate
 
-    async def _reuse_detected(self, session: Session, token_hash: str, actor: Actor) -> None:
+    async def _reuse_detected(self, sid: str, user_id: str, token_hash: str, actor: Actor) -> None:
         now = datetime.now(UTC)
         async with self.db.begin() as db:
             result = await db.execute(
-                update(Session).where(Session.id == session.id, Session.revoked_at.is_(None))
+                update(Session).where(Session.id == sid, Session.revoked_at.is_(None))
                 .values(revoked_at=now, revoke_reason="reuse", reuse_token_hash=token_hash)
             )
             if result.rowcount:  # type: ignore[attr-defined]
                 await record(db, "refresh.reuse_detected",
                              Actor(None, actor.ip, actor.request_id, actor.user_agent),
-                             session_id=session.id, target_user_id=session.user_id)
-        await self.revocations.revoke_sessions([session.id], "reuse")
+                             session_id=sid, target_user_id=user_id)
+        await self.revocations.revoke_sessions([sid], "reuse")
         self.metrics.sessions_revoked.labels("reuse").inc()
 
     # -- revocation -----------------------------------------------------------------

@@ -30,7 +30,7 @@ def sync_url(url: str) -> str:
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run during a write; busy_timeout queues writers instead of
     # failing with "database is locked" when refreshes race.
     cur = dbapi_conn.cursor()
@@ -58,7 +58,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             connect_args={"timeout": 10, "check_same_thread": False},
             **options,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(
         aurl,
