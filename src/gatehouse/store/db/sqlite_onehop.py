@@ -10,6 +10,7 @@ trip; the other awaits answer from memory.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,23 @@ class OneHopCursor:
 class OneHopConnection(aiosqlite.Connection):
     async def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
+
+    async def _connect(self) -> OneHopConnection:
+        # aiosqlite stops its worker thread when the connection cannot be opened
+        # (missing directory, unreadable file) but does not wait for it: the thread
+        # then answers into an event loop that may have closed meanwhile, and raises
+        # "Event loop is closed" from the thread. Wait for the stop before raising.
+        if self._connection is None:
+            opened = asyncio.get_running_loop().create_future()
+            self._tx.put_nowait((opened, self._connector))
+            try:
+                self._connection = await opened
+            except BaseException:
+                stopped = self.stop()
+                if stopped is not None:
+                    await asyncio.wait({stopped}, timeout=5)
+                raise
+        return self
 
 
 def creator(path: str, **kwargs: Any) -> Any:
