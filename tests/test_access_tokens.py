@@ -395,7 +395,9 @@ def keys_dir(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def eddsa(make_app: Callable[..., Any], keys_dir: Path) -> Any:
-    app = make_app(JWT_ALGORITHM="EdDSA", JWT_KEYS_DIR=str(keys_dir))
+    # No JWT_SECRET: under EdDSA the keys directory is the only signing material.
+    app = make_app(JWT_ALGORITHM="EdDSA", JWT_KEYS_DIR=str(keys_dir), JWT_SECRET="")
+    assert app.state.ctx.settings.jwt_secret is None
     await create_user(app.state.ctx)
     async with asgi_client(app) as client:
         yield app, client

@@ -9,7 +9,10 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -87,9 +90,10 @@ def test_db_verbs_on_sqlite(tmp_path: Path) -> None:
     """db status/upgrade/downgrade/backup work on SQLite and the backup is a usable database."""
     env = db_env(f"sqlite:///{tmp_path}/g.db")
     status = run_cli("db", "status", env=env, cwd=tmp_path)
-    assert status.returncode == 1 and "pending" in status.stdout
+    assert status.returncode == 0 and "pending" in status.stdout  # reporting is not failing
+    assert run_cli("db", "status", "--check", env=env, cwd=tmp_path).returncode == 1
     assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
-    assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 0
+    assert run_cli("db", "status", "--check", env=env, cwd=tmp_path).returncode == 0
     backup = tmp_path / "backup.db"
     assert run_cli("db", "backup", str(backup), env=env, cwd=tmp_path).returncode == 0
     tables = {r[0] for r in sqlite3.connect(backup).execute("select name from sqlite_master where type='table'")}
@@ -99,7 +103,7 @@ def test_db_verbs_on_sqlite(tmp_path: Path) -> None:
     assert_clean_failure(again)
     assert "already exists" in again.stderr
     assert run_cli("db", "downgrade", "base", env=env, cwd=tmp_path).returncode == 0
-    assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 1
+    assert run_cli("db", "status", "--check", env=env, cwd=tmp_path).returncode == 1
 
 
 def test_db_verbs_on_postgresql(tmp_path: Path, postgres: PostgresDatabases) -> None:
@@ -199,3 +203,93 @@ def test_serve_dev_public_url_is_where_it_listens(tmp_path: Path) -> None:
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert f"(public URL http://127.0.0.1:{port})" in output
+
+
+class _StandIn(BaseHTTPRequestHandler):
+    """Slack, OpenAI and OpenPhone on one loopback port; records what it was sent."""
+
+    seen: list[tuple[str, str, str | None, bytes]] = []
+    openai_key = "sk-good-key"
+
+    def _answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.seen.append((self.command, self.path, self.headers.get("Authorization"),
+                          self.rfile.read(length)))
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._record()
+        self._answer(200 if self.path == "/slack/hook" else 404, {"ok": True})
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record()
+        auth = self.headers.get("Authorization")
+        if self.path == "/openai/v1/models":
+            self._answer(200 if auth == f"Bearer {self.openai_key}" else 401, {"data": []})
+        elif self.path == "/openphone/v1/phone-numbers":
+            self._answer(200 if auth == "op-key" else 401,
+                         {"data": [{"id": "PN1", "number": "+15550001111"}]})
+        else:
+            self._answer(404, {})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _StandIn.seen = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_doctor_online_calls_each_configured_integration(tmp_path: Path, stand_in: str) -> None:
+    """doctor --online posts to the Slack webhook, lists OpenAI models and OpenPhone numbers with
+    the configured keys, fails on a refused key or a sender outside the workspace, and never prints
+    a key or the webhook URL.
+    """
+    env = {**db_env(f"sqlite:///{tmp_path}/d.db"),
+           "SLACK_WEBHOOK_URL": f"{stand_in}/slack/hook", "OPENAI_API_KEY": "sk-good-key",
+           "GATEHOUSE_OPENAI_BASE_URL": f"{stand_in}/openai/v1", "OPENPHONE_API_KEY": "op-key",
+           "OPENPHONE_FROM": "+15550001111", "GATEHOUSE_OPENPHONE_BASE_URL": f"{stand_in}/openphone/v1"}
+    run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    good = run_cli("doctor", "--json", "--online", env=env, cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(good.stdout)["checks"]}
+    assert good.returncode == 0, good.stdout
+    assert all(checks[n]["ok"] for n in ("slack_online", "openai_online", "openphone_online"))
+    assert sorted((m, p, a) for m, p, a, _ in _StandIn.seen) == [
+        ("GET", "/openai/v1/models", "Bearer sk-good-key"),
+        ("GET", "/openphone/v1/phone-numbers", "op-key"),
+        ("POST", "/slack/hook", None),
+    ]
+    assert b"connectivity check" in next(body for m, _, _, body in _StandIn.seen if m == "POST")
+
+    bad = run_cli("doctor", "--json", "--online", cwd=tmp_path,
+                  env={**env, "OPENAI_API_KEY": "sk-revoked", "OPENPHONE_FROM": "+15559999999"})
+    checks = {c["name"]: c for c in json.loads(bad.stdout)["checks"]}
+    assert bad.returncode == 1
+    assert (checks["openai_online"]["ok"], checks["openai_online"]["detail"]) == (
+        False, "credentials refused (HTTP 401)")
+    assert checks["openphone_online"]["ok"] is False
+    assert "not a number of this workspace" in checks["openphone_online"]["detail"]
+    for secret in ("sk-revoked", "op-key", "/slack/hook"):
+        assert secret not in bad.stdout + bad.stderr
+
+    calls = len(_StandIn.seen)
+    offline = run_cli("doctor", "--json", env=env, cwd=tmp_path)
+    assert len(_StandIn.seen) == calls  # without --online nothing is called
+    assert not any(c["name"].endswith("_online") for c in json.loads(offline.stdout)["checks"])

@@ -169,7 +169,9 @@ async def test_users_unlock_records_the_unlock_for_running_servers(
 async def test_import_json_with_bcrypt_and_argon2_hashes(
     ctx: Context, client: httpx.AsyncClient, alice: Any, database_url: str, tmp_path: Path
 ) -> None:
-    """A JSON import takes bcrypt and argon2 hashes, skips existing emails, and the users log in."""
+    """A JSON import takes bcrypt and argon2 hashes and the users log in; an existing email
+    aborts the whole import unless --skip-existing is given.
+    """
     rows = [
         {"email": "b2b@example.com", "name": "B", "password_hash": bcrypt_hash(PASSWORD),
          "roles": ["support"]},
@@ -179,7 +181,13 @@ async def test_import_json_with_bcrypt_and_argon2_hashes(
     ]
     path = tmp_path / "users.json"
     path.write_text(json.dumps(rows))
-    result = cli(database_url, "users", "import", str(path))
+    refused = cli(database_url, "users", "import", str(path))
+    assert refused.returncode == 1
+    assert "line 4: an account with this email already exists" in refused.stderr
+    assert "nothing was imported" in refused.stderr and "Traceback" not in refused.stderr
+    assert await user_row(ctx, "b2b@example.com") is None
+
+    result = cli(database_url, "users", "import", str(path), "--skip-existing")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("imported 3, skipped 1")
     assert "Traceback" not in result.stderr
@@ -193,7 +201,7 @@ async def test_import_json_with_bcrypt_and_argon2_hashes(
     (event,) = await events(ctx, "users.imported")
     assert (event.user_id, event.data["imported"], event.data["skipped"]) == (None, 3, 1)
 
-    again = cli(database_url, "users", "import", str(path))
+    again = cli(database_url, "users", "import", str(path), "--skip-existing")
     assert again.stdout.strip().startswith("imported 0, skipped 4")
 
 

@@ -249,6 +249,32 @@ async def test_cors_allows_listed_origins_with_credentials_only(make_app: Any) -
 
 
 @pytest.mark.asyncio
+async def test_answers_made_before_the_app_carry_cors_headers(make_app: Any) -> None:
+    """413, 415, 429 and 503 reach a listed browser origin with CORS headers, so the app can read
+    `retry_after`; a foreign origin still gets none.
+    """
+    listed = {"Origin": "https://app.example.com", "Content-Type": "application/json"}
+    app = make_app(CORS_ORIGINS="https://app.example.com", GATEHOUSE_AUTH_RATE_LIMIT="3/minute")
+    async with asgi_client(app) as c:
+        url = "/api/v1/auth/login"
+        too_big = await c.post(url, content=b"x" * 70_000, headers=listed)
+        wrong_type = await c.post(url, content=b"a", headers={**listed, "Content-Type": "text/plain"})
+        foreign = await c.post(url, content=b"x" * 70_000,
+                               headers={**listed, "Origin": "https://evil.example"})
+        limited = await c.post(url, json={}, headers=listed)
+    down = make_app(CORS_ORIGINS="https://app.example.com", REDIS_URL="redis://127.0.0.1:1/0")
+    async with asgi_client(down) as c:
+        unavailable = await c.post("/api/v1/auth/login", json={}, headers=listed)
+    answers = [too_big, wrong_type, limited, unavailable]
+    assert [r.status_code for r in answers] == [413, 415, 429, 503]
+    for r in answers:
+        assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert r.headers["access-control-allow-credentials"] == "true"
+        assert "retry-after" in r.headers["access-control-expose-headers"].lower()
+    assert foreign.status_code == 413 and "access-control-allow-origin" not in foreign.headers
+
+
+@pytest.mark.asyncio
 async def test_metrics_needs_ops_read_or_the_metrics_token(
     make_app: Any, admin: Any, alice: Any
 ) -> None:

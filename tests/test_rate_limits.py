@@ -56,6 +56,32 @@ async def test_rate_limit_headers_on_every_answer_of_a_limited_route(make_app: A
 
 
 @pytest.mark.asyncio
+async def test_malformed_oversized_and_wrong_type_requests_count_and_carry_the_headers(
+    make_app: Any,
+) -> None:
+    """Login answers that fail before the handler (422 bad JSON, 413, 415, unknown route) still
+    count against the bucket and carry RateLimit-*, so junk cannot be sent for free.
+    """
+    app = make_app(GATEHOUSE_AUTH_RATE_LIMIT="4/minute")
+    async with asgi_client(app) as client:
+        login_url = "/api/v1/auth/login"
+        answers = [
+            await client.post(login_url, content=b"{not json",
+                              headers={"Content-Type": "application/json"}),
+            await client.post(login_url, content=b"x" * 70_000,
+                              headers={"Content-Type": "application/json"}),
+            await client.post(login_url, content=b"email=a", headers={"Content-Type": "text/plain"}),
+            await client.post(login_url, json=CREDENTIALS),
+            await client.post(login_url, json=CREDENTIALS),
+        ]
+        unknown = await client.get("/api/v1/no-such-route")
+    assert [r.status_code for r in answers] == [422, 413, 415, 401, 429]
+    assert [_limits(r)[1] for r in answers] == [3, 2, 1, 0, 0]
+    _assert_rate_limited(answers[-1])
+    assert unknown.status_code == 404 and _limits(unknown)[0] == 600  # the general API bucket
+
+
+@pytest.mark.asyncio
 async def test_requests_over_the_limit_get_429_with_retry_after(make_app: Any) -> None:
     """The request after the limit is 429 rate_limited with equal Retry-After header and retry_after
     field."""

@@ -529,16 +529,23 @@ async def test_protected_route_without_credentials_is_token_missing(
 
 @pytest.mark.asyncio
 async def test_register_is_404_unless_signup_is_open(client: httpx.AsyncClient) -> None:
-    """With the default GATEHOUSE_SIGNUP=closed, /auth/register does not exist."""
+    """With the default GATEHOUSE_SIGNUP=closed, /auth/register does not exist, whatever the body."""
     r = await client.post(f"{P}/auth/register",
                           json={"email": "new@example.com", "password": PASSWORD, "name": "N"})
     assert code_of(r) == (404, "not_found")
+    for body in ({}, {"email": "new@example.com", "roles": ["admin"]}):
+        assert code_of(await client.post(f"{P}/auth/register", json=body)) == (404, "not_found")
+    schema = (await client.get("/openapi.json")).json()
+    assert f"{P}/auth/register" not in schema["paths"]
 
 
 @pytest.mark.asyncio
 async def test_open_signup_registers_normalised_unique_emails(make_app: Callable[..., Any]) -> None:
-    """Open sign-up answers 201 User; look-alike forms of one email are the same account (409)."""
-    async with asgi_client(make_app(GATEHOUSE_SIGNUP="open")) as client:
+    """Open sign-up answers 201 User; look-alike forms of one email are the same account (409).
+    The audit event names the new user as its own actor.
+    """
+    app = make_app(GATEHOUSE_SIGNUP="open")
+    async with asgi_client(app) as client:
         r = await client.post(f"{P}/auth/register", json={
             "email": fullwidth("ALICE") + "@example.com", "password": PASSWORD, "name": "Alice"})
         assert r.status_code == 201
@@ -553,6 +560,8 @@ async def test_open_signup_registers_normalised_unique_emails(make_app: Callable
             assert code_of(dup) == (409, "conflict")
         tokens = await login(client, fullwidth("ALICE") + "@EXAMPLE.COM")
         assert tokens["user"]["id"] == user["id"]
+    (event,) = await audit_events(app.state.ctx, "user.created")
+    assert (event.user_id, event.data["target_user_id"]) == (user["id"], user["id"])
 
 
 @pytest.mark.asyncio

@@ -37,7 +37,7 @@ def test_defaults_match_the_contract() -> None:
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
         ({"JWT_SECRET": "too-short"}, "JWT_SECRET"),
-        ({"JWT_SECRET": "a" * 40}, "JWT_SECRET"),
+        ({"JWT_SECRET": "é" * 15}, "JWT_SECRET"),
         ({"ENCRYPTION_KEY": "k" * 31}, "ENCRYPTION_KEY"),
         ({"ENCRYPTION_KEY": "k" * 33}, "ENCRYPTION_KEY"),
         ({"PUBLIC_API_URL": "ftp://example.com"}, "PUBLIC_API_URL"),
@@ -49,6 +49,8 @@ def test_defaults_match_the_contract() -> None:
         ({"REFRESH_TOKEN_TTL": "-5"}, "REFRESH_TOKEN_TTL"),
         ({"REFRESH_GRACE_SECONDS": "-1"}, "REFRESH_GRACE_SECONDS"),
         ({"SESSION_IDLE_TTL": "abc"}, "SESSION_IDLE_TTL"),
+        ({"SESSION_IDLE_TTL": "0"}, "SESSION_IDLE_TTL"),
+        ({"REFRESH_TOKEN_TTL": "0"}, "REFRESH_TOKEN_TTL"),
         ({"JWT_ALGORITHM": "RS256"}, "JWT_ALGORITHM"),
         ({"JWT_ALGORITHM": "EdDSA"}, "JWT_KEYS_DIR"),
         ({"LOGIN_MAX_FAILURES": "0"}, "LOGIN_MAX_FAILURES"),
@@ -68,6 +70,23 @@ def test_each_malformed_variable_is_named_in_one_line(env: dict[str, str], varia
     lines = problems(**env)
     assert len(lines) == 1
     assert lines[0].startswith(f"{variable}"), lines
+
+
+def test_contract_boundaries_are_accepted() -> None:
+    """Anything API.md §6 allows starts: a 32-byte secret of any shape, short TTLs, any case."""
+    s = load_settings(JWT_SECRET="x" * 32, ENCRYPTION_KEY="k" * 32, REFRESH_TOKEN_TTL="5",
+                      SESSION_IDLE_TTL="2", GATEHOUSE_LOG_LEVEL="INFO", GATEHOUSE_SIGNUP="Open",
+                      GATEHOUSE_RATE_LIMITS="OFF")
+    s.require_secrets()
+    assert (s.refresh_token_ttl, s.session_idle_ttl, s.log_level, s.signup, s.rate_limits) == (
+        5, 2, "info", "open", "off")
+
+
+def test_eddsa_needs_no_jwt_secret(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Under EdDSA the signing keys come from JWT_KEYS_DIR, so JWT_SECRET is not required."""
+    keys = tmp_path_factory.mktemp("keys")
+    s = load_settings(ENCRYPTION_KEY="k" * 32, JWT_ALGORITHM="EdDSA", JWT_KEYS_DIR=str(keys))
+    s.require_secrets()
 
 
 def test_several_problems_give_one_line_each() -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
@@ -110,22 +110,26 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
 
     _add_routes(app, ops.router, prefix="")
     for prefix, deprecated in (("/api/v1", False), ("/api", True)):
-        for router in (auth.public, auth.router, users.router, admin.router, push.router,
-                       ops.client_errors):
+        routers = [auth.public, auth.router, users.router, admin.router, push.router,
+                   ops.client_errors]
+        if settings.signup == "open":
+            routers.append(auth.signup)
+        for router in routers:
             _add_routes(app, router, prefix=prefix, deprecated=deprecated)
 
+    cors: dict[str, Any] | None = None
     if settings.cors_origins:
-        app.add_middleware(
-            ProblemCORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID",
-                           "X-Auth-Mode", "X-API-Key", "X-Signature"],
-            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
-                            "RateLimit-Remaining", "RateLimit-Reset"],
-            max_age=600,
-        )
+        cors = {
+            "allow_origins": settings.cors_origins,
+            "allow_credentials": True,
+            "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+            "allow_headers": ["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID",
+                              "X-Auth-Mode", "X-API-Key", "X-Signature"],
+            "expose_headers": ["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                               "RateLimit-Remaining", "RateLimit-Reset"],
+            "max_age": 600,
+        }
+        app.add_middleware(ProblemCORSMiddleware, **cors)
     app.add_middleware(
         GatehouseMiddleware,
         metrics=ctx.metrics,
@@ -133,8 +137,15 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         max_body=settings.max_body_bytes,
         hsts=settings.https,
         retry_after=settings.retry_after_seconds,
+        rate_limits=ctx.rate_limits,
+        # The same policy, applied to the answers the outer middleware makes itself.
+        cors=ProblemCORSMiddleware(_no_app, **cors) if cors else None,
     )
     return app
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("only the CORS header logic of this instance is used")
 
 
 def app_from_env() -> FastAPI:

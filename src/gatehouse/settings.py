@@ -16,9 +16,6 @@ from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Values that people paste from examples; refused outside --dev.
-_PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "your-secret-here", "xxx"}
-
 
 class SettingsError(Exception):
     """Configuration is unusable; `lines` holds one message per problem."""
@@ -52,6 +49,9 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(None, alias="SLACK_WEBHOOK_URL")
     openphone_api_key: SecretStr | None = Field(None, alias="OPENPHONE_API_KEY")
     openphone_from: str | None = Field(None, alias="OPENPHONE_FROM")
+    # Where those services live; changed only to point at a relay or a local stand-in.
+    openai_base_url: str = Field("https://api.openai.com/v1", alias="GATEHOUSE_OPENAI_BASE_URL")
+    openphone_base_url: str = Field("https://api.openphone.com/v1", alias="GATEHOUSE_OPENPHONE_BASE_URL")
     vapid_public_key: str | None = Field(None, alias="VAPID_PUBLIC_KEY")
     vapid_private_key: SecretStr | None = Field(None, alias="VAPID_PRIVATE_KEY")
     vapid_subject: str | None = Field(None, alias="VAPID_SUBJECT")
@@ -65,9 +65,9 @@ class Settings(BaseSettings):
     )
 
     access_token_ttl: int = Field(900, ge=1, le=86_400, alias="ACCESS_TOKEN_TTL")
-    refresh_token_ttl: int = Field(2_592_000, ge=60, le=31_536_000, alias="REFRESH_TOKEN_TTL")
+    refresh_token_ttl: int = Field(2_592_000, ge=1, le=31_536_000, alias="REFRESH_TOKEN_TTL")
     refresh_grace_seconds: int = Field(60, ge=0, le=3600, alias="REFRESH_GRACE_SECONDS")
-    session_idle_ttl: int = Field(604_800, ge=60, le=31_536_000, alias="SESSION_IDLE_TTL")
+    session_idle_ttl: int = Field(604_800, ge=1, le=31_536_000, alias="SESSION_IDLE_TTL")
 
     jwt_algorithm: Literal["HS256", "EdDSA"] = Field("HS256", alias="JWT_ALGORITHM")
     jwt_keys_dir: Path | None = Field(None, alias="JWT_KEYS_DIR")
@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     # Set by `serve --dev` only: allows generated secrets and relaxes nothing else.
     dev: bool = Field(False, alias="GATEHOUSE_DEV")
 
+    @field_validator("log_level", "signup", "rate_limits", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> list[str]:
@@ -142,8 +147,6 @@ class Settings(BaseSettings):
         raw = value.get_secret_value()
         if len(raw.encode()) < 32:
             raise ValueError("must be at least 32 bytes (run `gatehouse keys generate`)")
-        if raw.lower() in _PLACEHOLDER_SECRETS or len(set(raw)) < 8:
-            raise ValueError("looks like a placeholder, not a random secret")
         return value
 
     @field_validator("encryption_key")
@@ -154,6 +157,13 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) != 32:
             raise ValueError("must be exactly 32 characters (run `gatehouse keys generate`)")
         return value
+
+    @field_validator("openai_base_url", "openphone_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
 
     @field_validator("public_api_url")
     @classmethod
@@ -245,7 +255,7 @@ class Settings(BaseSettings):
     def require_secrets(self) -> None:
         """Fail (one line per variable) when secrets the server needs are missing."""
         lines = []
-        if self.jwt_secret is None:
+        if self.jwt_secret is None and self.jwt_algorithm == "HS256":
             lines.append(
                 "JWT_SECRET: required, at least 32 bytes (run `gatehouse keys generate`, "
                 "or `gatehouse serve --dev` for local use)"

@@ -193,9 +193,3 @@ def RequirePermission(permission: str) -> Callable[[Principal], Awaitable[Princi
 
     return dependency
 
-
-def RateLimit(scope: str) -> Callable[[Request], Awaitable[None]]:  # noqa: N802
-    async def dependency(request: Request) -> None:
-        await context_of(request).rate_limits.hit(scope, client_ip(request), request.scope["state"])
-
-    return dependency

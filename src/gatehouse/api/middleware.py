@@ -1,15 +1,18 @@
 """One pure-ASGI middleware for what every request needs (API.md §1 and §7).
 
-Request id, client IP (trusted proxies only), body limits (including chunked
-bodies) and media type, security and cache headers, deprecation headers for
-unversioned `/api/...` routes, the access-log line, HTTP metrics, and the last
-resort for unexpected exceptions (500, or 503 when the database is down).
+Request id, client IP (trusted proxies only), per-IP rate limits, body limits
+(including chunked bodies) and media type, security and cache headers,
+deprecation headers for unversioned `/api/...` routes, the access-log line,
+HTTP metrics, and the last resort for unexpected exceptions (500, or 503 when
+the database is down). Answers this middleware makes itself (429, 413, 415,
+500, 503) pass through the CORS policy too, so a browser app can read them.
 One middleware rather than several `BaseHTTPMiddleware`s keeps the per-request
 overhead to a few microseconds.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -26,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatehouse import errors
 from gatehouse.api.problem import problem_response, unexpected_response
 from gatehouse.ops.metrics import Metrics
+from gatehouse.ops.ratelimit import RateLimits, bucket_for
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH", b"DELETE"}
@@ -122,9 +126,13 @@ class GatehouseMiddleware:
         max_body: int,
         hsts: bool,
         retry_after: int,
+        rate_limits: RateLimits | None = None,
+        cors: CORSMiddleware | None = None,
         user_of: Callable[[dict[str, Any]], str | None] = lambda state: state.get("user_id"),
     ) -> None:
         self.app = app
+        self.rate_limits = rate_limits if rate_limits is not None and rate_limits.enabled else None
+        self.cors = cors
         self.metrics = metrics
         self.client_ip = client_ip
         self.max_body = max_body
@@ -168,19 +176,30 @@ class GatehouseMiddleware:
                 state["error_code"] = _code_of(message.get("body", b""))
             await send(message)
 
-        early = self._precheck(scope, headers)
+        own_send: Send = send_wrapped  # for answers made here rather than by the app
+        if self.cors is not None and b"origin" in headers:
+            own_send = functools.partial(self.cors.send, send=send_wrapped,
+                                         request_headers=Headers(scope=scope))
+        bucket = bucket_for(scope["method"], path) if self.rate_limits is not None else None
         try:
+            if bucket is not None:
+                assert self.rate_limits is not None
+                await self.rate_limits.hit(bucket, ip, state)  # 429, or 503 if Redis is down
+            early = self._precheck(scope, headers)
             if early is not None:
-                await self._send_problem(early, request_id, send_wrapped)
+                await self._send_problem(early, request_id, own_send)
             else:
                 await self.app(scope, self._limited(receive, headers, state), send_wrapped)
+        except errors.GatehouseError as error:
+            if status_holder[0] == 0:
+                await self._send_problem(error, request_id, own_send)
         except _BodyTooLarge:
             if status_holder[0] == 0:
-                await self._send_problem(errors.PayloadTooLarge(), request_id, send_wrapped)
+                await self._send_problem(errors.PayloadTooLarge(), request_id, own_send)
         except Exception as exc:  # the last resort: never let a bug become a dropped connection
             if status_holder[0] == 0:
                 response = unexpected_response(exc, request_id, self.retry_after)
-                await response(scope, receive, send_wrapped)
+                await response(scope, receive, own_send)
         finally:
             self._record(scope, state, status_holder[0] or 500, started, request_id, ip, path)
 

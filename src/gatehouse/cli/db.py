@@ -31,7 +31,9 @@ def _migration_call(action: str, func: object, *args: str) -> None:
 
 
 @app.command()
-def status() -> None:
+def status(
+    check: bool = typer.Option(False, "--check", help="Exit 1 when migrations are pending (for deploy scripts)."),
+) -> None:
     """Show the current and head migration revisions."""
     settings = settings_or_exit()
     result: list[migrate.MigrationStatus] = []
@@ -41,7 +43,9 @@ def status() -> None:
     out.print(f"head:    {st.head}")
     if not st.at_head:
         out.print("pending migrations: run `gatehouse db upgrade`")
-        raise typer.Exit(1)
+        if check:
+            raise typer.Exit(1)
+        return
     out.print("up to date")
 
 

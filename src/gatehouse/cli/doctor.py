@@ -27,8 +27,12 @@ def _secrets(settings: Settings) -> list[DoctorCheck]:
             checks.append(DoctorCheck("jwt_secret", False, "JWT_SECRET is not set",
                                       "run `gatehouse keys generate` and set JWT_SECRET"))
         else:
-            n = len(settings.jwt_secret.get_secret_value().encode())
-            checks.append(DoctorCheck("jwt_secret", True, f"{n} bytes"))
+            raw = settings.jwt_secret.get_secret_value()
+            weak = len(set(raw)) < 8
+            checks.append(DoctorCheck(
+                "jwt_secret", True,
+                f"{len(raw.encode())} bytes" + ("; few distinct characters, looks hand-made" if weak else ""),
+                "replace it with one from `gatehouse keys generate`" if weak else ""))
     try:
         from gatehouse.auth.jwks import KeyRing
 
@@ -48,34 +52,17 @@ def _secrets(settings: Settings) -> list[DoctorCheck]:
 
 
 def _integrations(settings: Settings, online: bool) -> list[DoctorCheck]:
-    checks = []
-    if settings.slack_webhook_url is not None:
-        url = settings.slack_webhook_url.get_secret_value()
-        ok = url.startswith("https://")
-        checks.append(DoctorCheck("slack", ok, "webhook URL set" if ok else "not an https URL",
-                                  "" if ok else "SLACK_WEBHOOK_URL must be https://hooks.slack.com/..."))
-    if settings.openai_api_key is not None:
-        ok = settings.openai_api_key.get_secret_value().startswith("sk-")
-        checks.append(DoctorCheck("openai", ok, "key set" if ok else "does not look like an OpenAI key",
-                                  "" if ok else "OPENAI_API_KEY starts with sk-"))
-    if settings.openphone_api_key is not None:
-        ok = bool(settings.openphone_from and settings.openphone_from.startswith("+"))
-        checks.append(DoctorCheck("openphone", ok, "key and sender set" if ok else "OPENPHONE_FROM missing",
-                                  "" if ok else "set OPENPHONE_FROM to an E.164 number like +15551234567"))
-    if settings.vapid_public_key:
-        checks.append(DoctorCheck("vapid", bool(settings.vapid_subject),
-                                  "matching P-256 pair" + ("" if settings.vapid_subject else ", no subject"),
-                                  "" if settings.vapid_subject else "set VAPID_SUBJECT=mailto:you@example.com"))
-    if online and settings.slack_webhook_url is not None:
-        import httpx
+    from gatehouse.ops import integrations
 
-        try:
-            r = httpx.post(settings.slack_webhook_url.get_secret_value(),
-                           json={"text": "gatehouse doctor: connectivity check"}, timeout=5)
-            checks.append(DoctorCheck("slack_online", r.status_code < 300, f"HTTP {r.status_code}"))
-        except httpx.HTTPError as exc:
-            checks.append(DoctorCheck("slack_online", False, f"unreachable ({type(exc).__name__})"))
-    return checks
+    verdicts = integrations.formats(settings)
+    if settings.vapid_public_key:
+        verdicts.append(integrations.Verdict(
+            "vapid", bool(settings.vapid_subject),
+            "matching P-256 pair" + ("" if settings.vapid_subject else ", no subject"),
+            "" if settings.vapid_subject else "set VAPID_SUBJECT=mailto:you@example.com"))
+    if online:
+        verdicts += integrations.probe(settings)
+    return [DoctorCheck(v.name, v.ok, v.detail, v.hint) for v in verdicts]
 
 
 async def _services(settings: Settings) -> list[DoctorCheck]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -109,7 +109,11 @@ def unlock(email: str) -> None:
 
 
 @app.command("import")
-def import_(file: Path = typer.Argument(..., help="JSON array or CSV (email,name,password_hash,roles).")) -> None:
+def import_(
+    file: Path = typer.Argument(..., help="JSON array or CSV (email,name,password_hash,roles)."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip rows whose email exists instead of importing nothing."),
+) -> None:
     """Import users with bcrypt/argon2 hashes; all rows or none."""
     settings = settings_or_exit()
     if not file.is_file():
@@ -118,19 +122,26 @@ def import_(file: Path = typer.Argument(..., help="JSON array or CSV (email,name
     async def work(ctx: Context) -> importer.ImportReport:
         rows, problems = importer.parse_file(file)
         if problems:
-            for line, why in problems[:20]:
-                err.print(f"line {line}: {why}")
-            if len(problems) > 20:
-                err.print(f"... and {len(problems) - 20} more")
-            fail(f"{len(problems)} invalid row(s); nothing was imported")
-        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=False) as bar:
-            task = bar.add_task("import", total=len(rows))
-            return await importer.import_users(ctx.db, rows, CLI,
-                                               progress=lambda n: bar.advance(task, n))
+            _refuse(problems, "invalid row(s)")
+        try:
+            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("import", total=len(rows))
+                return await importer.import_users(ctx.db, rows, CLI, skip_existing=skip_existing,
+                                                   progress=lambda n: bar.advance(task, n))
+        except importer.ExistingEmails as exc:
+            _refuse(exc.lines, "row(s) with existing emails (--skip-existing skips them)")
 
     report = with_context(settings, work)
     out.print(f"imported {report.imported}, skipped {report.skipped} (already exist), invalid 0")
+
+
+def _refuse(problems: list[tuple[int, str]], what: str) -> NoReturn:
+    for line, why in problems[:20]:
+        err.print(f"line {line}: {why}")
+    if len(problems) > 20:
+        err.print(f"... and {len(problems) - 20} more")
+    fail(f"{len(problems)} {what}; nothing was imported")
 
 
 @sessions_app.command("revoke-all")

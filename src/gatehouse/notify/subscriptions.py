@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatehouse.errors import NotFound, ValidationFailed
+from gatehouse.errors import ValidationFailed
 from gatehouse.store.db.models import PushSubscription
 
 RESOLVE_TIMEOUT = 3.0
@@ -69,9 +69,8 @@ class PushSubscriptions:
             return row.id
 
     async def unsubscribe(self, user_id: str, endpoint: str) -> None:
+        """Forget the caller's subscription; idempotent, so a browser may retry it (API.md: 204)."""
         async with self.db.begin() as db:
-            result = await db.execute(delete(PushSubscription).where(
+            await db.execute(delete(PushSubscription).where(
                 PushSubscription.user_id == user_id, PushSubscription.endpoint == endpoint
             ))
-            if not result.rowcount:  # type: ignore[attr-defined]
-                raise NotFound("No such subscription.")

@@ -3,8 +3,10 @@
 Buckets: `api` (GATEHOUSE_RATE_LIMIT, every API route not listed below),
 `login`, `refresh` and `register` (each its own bucket of
 GATEHOUSE_AUTH_RATE_LIMIT, not counted against `api`), and `client_errors`
-(GATEHOUSE_CLIENT_ERRORS_RATE_LIMIT). The answer's RateLimit-* headers are
-left in the request state for the middleware to send, on 2xx and 429 alike.
+(GATEHOUSE_CLIENT_ERRORS_RATE_LIMIT). The middleware counts every `/api/...`
+request before anything else runs, so malformed, oversized and unknown-route
+requests count too and every answer carries the RateLimit-* headers (left in
+the request state for the middleware to send, on 2xx, 4xx and 429 alike).
 
 With REDIS_URL the buckets live in Redis, shared by every process and host.
 If Redis cannot be reached the answer is 503 `service_unavailable` (API.md
@@ -29,6 +31,8 @@ from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 
 SCOPES = ("api", "login", "refresh", "register", "client_errors")
+_OWN_BUCKETS = {"/auth/login": "login", "/auth/refresh": "refresh", "/auth/register": "register",
+                "/client-errors": "client_errors"}
 log = structlog.get_logger("gatehouse.ratelimit")
 
 
@@ -41,6 +45,14 @@ def _storage(redis_url: str | None) -> Storage:
     # redis-py is already a dependency (the key-value store); limits defaults to coredis.
     return RedisStorage(uri, implementation="redispy", wrap_exceptions=True,
                         socket_timeout=2, socket_connect_timeout=2)
+
+
+def bucket_for(method: str, path: str) -> str | None:
+    """The bucket a request counts against, or None (probes, JWKS, CORS preflights)."""
+    if method == "OPTIONS" or not path.startswith("/api/"):
+        return None
+    rest = path[len("/api/v1"):] if path.startswith("/api/v1/") else path[len("/api"):]
+    return _OWN_BUCKETS.get(rest, "api")
 
 
 class RateLimits:

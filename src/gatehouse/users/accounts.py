@@ -7,6 +7,7 @@ published to the key-value store after the commit (fail closed).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +45,10 @@ class AccountService:
         check_password_policy(password, min_length=self.min_length, email=email, name=name, field=field)
 
     async def create(
-        self, *, email: str, password: str, name: str, roles: list[str], actor: Actor
+        self, *, email: str, password: str, name: str, roles: list[str], actor: Actor,
+        self_service: bool = False,
     ) -> User:
+        """Create an account; on self-service sign-up the new user is its own actor."""
         email = checked_email(email)
         users.check_roles(roles)
         self.check_password(password, email=email, name=name)
@@ -54,6 +57,8 @@ class AccountService:
             user = await users.create_user(
                 db, email=email, name=name, password_hash=password_hash, roles=roles
             )
+            if self_service:
+                actor = dataclasses.replace(actor, user_id=user.id)
             await record(db, "user.created", actor, target_user_id=user.id, roles=user.roles)
         return user
 

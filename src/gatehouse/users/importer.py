@@ -1,7 +1,8 @@
 """`gatehouse users import`: JSON or CSV rows with existing password hashes, all or none.
 
-Rows whose email already exists are skipped; any invalid row aborts the whole
-import before anything is written. bcrypt and argon2 hashes are kept as they
+Any invalid row, or a row whose email already exists, aborts the whole import
+before anything is written (`skip_existing` instead skips such rows, for
+re-running an import). bcrypt and argon2 hashes are kept as they
 are and upgraded to the current argon2id parameters at the next login.
 """
 
@@ -106,11 +107,19 @@ def parse_file(path: Path) -> tuple[list[ImportRow], list[tuple[int, str]]]:
     return rows, problems
 
 
+class ExistingEmails(Exception):
+    """Rows whose email already has an account; nothing was imported."""
+
+    def __init__(self, lines: list[tuple[int, str]]) -> None:
+        super().__init__(f"{len(lines)} row(s) name existing accounts")
+        self.lines = lines
+
+
 async def import_users(
     db: async_sessionmaker[AsyncSession], rows: list[ImportRow], actor: Actor,
-    progress: Callable[[int], None] = lambda n: None,
+    progress: Callable[[int], None] = lambda n: None, *, skip_existing: bool = False,
 ) -> ImportReport:
-    """Insert every new row in one transaction (existing emails skipped)."""
+    """Insert every row in one transaction; an existing email aborts it unless `skip_existing`."""
     report = ImportReport()
     now = datetime.now(UTC)
     async with db.begin() as session:
@@ -119,6 +128,9 @@ async def import_users(
         for i in range(0, len(emails), BATCH):
             chunk = emails[i:i + BATCH]
             existing |= set((await session.scalars(select(User.email).where(User.email.in_(chunk)))).all())
+        if existing and not skip_existing:
+            raise ExistingEmails([(r.line, "an account with this email already exists")
+                                  for r in rows if r.email in existing])
         fresh = [r for r in rows if r.email not in existing]
         report.skipped = len(rows) - len(fresh)
         progress(report.skipped)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from gatehouse.api.deps import Ctx, Principal, RateLimit, RequirePermission, actor_of
+from gatehouse.api.deps import Ctx, Principal, RequirePermission, actor_of
 from gatehouse.api.schemas import (
     AdminUserCreate,
     AdminUserPatch,
@@ -22,7 +22,7 @@ from gatehouse.audit.service import list_events
 from gatehouse.users import service as users
 from gatehouse.users.service import public_user
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(RateLimit("api"))])
+router = APIRouter(prefix="/admin", tags=["admin"])
 
 UsersRead = Annotated[Principal, Depends(RequirePermission("users:read"))]
 UsersWrite = Annotated[Principal, Depends(RequirePermission("users:write"))]

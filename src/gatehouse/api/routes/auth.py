@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from gatehouse.api.deps import (
@@ -13,7 +13,6 @@ from gatehouse.api.deps import (
     REFRESH_COOKIE,
     Ctx,
     CurrentUser,
-    RateLimit,
     actor_of,
     check_csrf,
     check_origin,
@@ -31,12 +30,14 @@ from gatehouse.api.schemas import (
 )
 from gatehouse.auth.sessions import IssuedTokens
 from gatehouse.context import Context
-from gatehouse.errors import NotFound, RefreshInvalid
+from gatehouse.errors import RefreshInvalid
 from gatehouse.users.service import public_user, rfc3339
 
 # Login, refresh and register each have their own per-IP bucket (API.md §4).
 public = APIRouter(tags=["auth"])
-router = APIRouter(tags=["auth"], dependencies=[Depends(RateLimit("api"))])
+# Included only when GATEHOUSE_SIGNUP=open: closed, the route does not exist (404 for any body).
+signup = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"])
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not authenticated (problem+json)"},
@@ -85,8 +86,7 @@ def _answer(ctx: Context, issued: IssuedTokens, cookie_mode: bool) -> JSONRespon
     })
 
 
-@public.post("/auth/login", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS,
-             dependencies=[Depends(RateLimit("login"))])
+@public.post("/auth/login", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
 async def login(body: LoginIn, request: Request, ctx: Ctx) -> JSONResponse:
     """Password login. `X-Auth-Mode: cookie` answers with cookies instead of tokens."""
     cookie_mode = _cookie_mode(request)
@@ -98,8 +98,7 @@ async def login(body: LoginIn, request: Request, ctx: Ctx) -> JSONResponse:
     return _answer(ctx, issued, cookie_mode)
 
 
-@public.post("/auth/refresh", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS,
-             dependencies=[Depends(RateLimit("refresh"))])
+@public.post("/auth/refresh", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
 async def refresh(request: Request, ctx: Ctx, body: RefreshIn | None = None) -> JSONResponse:
     """Rotate the refresh token (idempotent within the grace window)."""
     if body is not None and body.refresh_token is not None:
@@ -165,14 +164,11 @@ async def delete_session(session_id: str, principal: CurrentUser, request: Reque
     return Response(status_code=204)
 
 
-@public.post("/auth/register", status_code=201, response_model=UserOut, responses=_ANSWERS,
-             dependencies=[Depends(RateLimit("register"))])
+@signup.post("/auth/register", status_code=201, response_model=UserOut, responses=_ANSWERS)
 async def register(body: RegisterIn, request: Request, ctx: Ctx) -> JSONResponse:
-    """Self-service sign-up, only when GATEHOUSE_SIGNUP=open."""
-    if ctx.settings.signup != "open":
-        raise NotFound()
+    """Self-service sign-up (this route exists only when GATEHOUSE_SIGNUP=open)."""
     user = await ctx.accounts.create(
         email=body.email, password=body.password, name=body.name, roles=["user"],
-        actor=actor_of(request),
+        actor=actor_of(request), self_service=True,
     )
     return JSONResponse(public_user(user), status_code=201)

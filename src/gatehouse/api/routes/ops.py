@@ -6,10 +6,10 @@ import hmac
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gatehouse.api.deps import Ctx, RateLimit, authenticate, client_ip
+from gatehouse.api.deps import Ctx, authenticate, client_ip
 from gatehouse.api.schemas import ClientErrorIn
 from gatehouse.errors import PermissionDenied
 from gatehouse.ops.health import readiness
@@ -56,7 +56,7 @@ async def jwks(ctx: Ctx) -> JSONResponse:
     return JSONResponse(ctx.key_ring.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-client_errors = APIRouter(tags=["ops"], dependencies=[Depends(RateLimit("client_errors"))])
+client_errors = APIRouter(tags=["ops"])
 
 
 @client_errors.post("/client-errors", status_code=202)

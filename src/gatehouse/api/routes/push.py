@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from gatehouse.api.deps import Ctx, CurrentUser, RateLimit
+from gatehouse.api.deps import Ctx, CurrentUser
 from gatehouse.api.schemas import Strict
 from gatehouse.errors import NotFound
 from gatehouse.notify.subscriptions import PushSubscriptions
 
-router = APIRouter(tags=["push"], dependencies=[Depends(RateLimit("api"))])
+router = APIRouter(tags=["push"])
 KeyPart = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_=-]+$")]
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gatehouse.api.deps import Ctx, CurrentUser, RateLimit, actor_of
+from gatehouse.api.deps import Ctx, CurrentUser, actor_of
 from gatehouse.api.schemas import PasswordChangeIn, ProfilePatch, UserOut
 from gatehouse.users.service import public_user
 
-router = APIRouter(tags=["users"], dependencies=[Depends(RateLimit("api"))])
+router = APIRouter(tags=["users"])
 
 
 @router.get("/users/profile", response_model=UserOut)
