@@ -12,7 +12,7 @@ import pytest
 
 from gatehouse import errors
 from gatehouse.api.problem import problem_response
-from tests.conftest import asgi_client, bearer, login
+from tests.conftest import PASSWORD, asgi_client, bearer, login
 
 PROBLEM = "application/problem+json"
 EXPECTED_STATUS = {
@@ -158,6 +158,27 @@ async def test_unknown_field_is_422_and_submitted_values_are_not_echoed(client: 
     assert secret not in r.text
     r = await client.post("/api/v1/auth/login", json={"email": 12345678, "password": [secret]})
     assert r.status_code == 422 and secret not in r.text and "12345678" not in r.text
+
+
+@pytest.mark.asyncio
+async def test_nul_characters_are_refused_with_422_on_every_database(
+    client: httpx.AsyncClient, alice: Any
+) -> None:
+    """A U+0000 anywhere in a request body is 422 validation_failed, never a database 500
+    (PostgreSQL text cannot store it; schemathesis found this on DELETE /push/subscriptions).
+    """
+    tokens = await login(client)
+    answers = [
+        await client.post("/api/v1/auth/login", json={"email": "alice@example.com\x00",
+                                                      "password": PASSWORD}),
+        await client.patch("/api/v1/users/profile", headers=bearer(tokens), json={"name": "A\x00"}),
+        await client.request("DELETE", "/api/v1/push/subscriptions", headers=bearer(tokens),
+                             json={"endpoint": "https://push.example/\x00"}),
+    ]
+    for r in answers:
+        assert (r.status_code, r.json()["code"]) == (422, "validation_failed"), r.text
+    profile = await client.get("/api/v1/users/profile", headers=bearer(tokens))
+    assert profile.json()["name"] == "Alice"
 
 
 @pytest.mark.asyncio
