@@ -116,9 +116,9 @@ def postgres() -> Iterator[PostgresDatabases]:
     dbs.drop()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Which database the app uses; modules parametrize it with ["sqlite", "postgresql"]."""
+    """Which database the app uses: every database test runs on both (issue 2)."""
     return str(request.param)
 
 
