@@ -34,8 +34,11 @@ def test_malformed_config_stops_with_one_line_per_problem_and_exit_2(verb: list[
     """serve, db and doctor refuse a malformed configuration with exit 2 and one line naming each variable."""
     result = run_cli(*verb, env={"ACCESS_TOKEN_TTL": "soon", "GATEHOUSE_SIGNUP": "maybe"}, cwd=tmp_path)
     assert_clean_failure(result, 2)
-    text = result.stderr + result.stdout
-    assert "ACCESS_TOKEN_TTL" in text and "GATEHOUSE_SIGNUP" in text
+    lines = (result.stderr + result.stdout).splitlines()
+    ttl = [line for line in lines if "ACCESS_TOKEN_TTL" in line]
+    signup = [line for line in lines if "GATEHOUSE_SIGNUP" in line]
+    assert len(ttl) == 1 and "integer" in ttl[0], lines  # the variable and its rule on one line
+    assert len(signup) == 1 and "'open'" in signup[0], lines
 
 
 def test_serve_without_secrets_names_them(tmp_path: Path) -> None:
@@ -148,6 +151,35 @@ def test_doctor_json_reports_each_check(tmp_path: Path) -> None:
     after = run_cli("doctor", "--json", env=env, cwd=tmp_path)
     assert after.returncode == 0 and json.loads(after.stdout)["ok"] is True
     assert BASE_ENV["JWT_SECRET"] not in after.stdout
+
+
+def test_doctor_fails_missing_and_weak_secrets_with_exit_2(tmp_path: Path) -> None:
+    """doctor checks secrets strength: a missing secret, or one a person typed (few distinct
+    characters, a repeated pattern), is a failed check and exit 2, like any configuration problem;
+    the secret itself is never printed.
+    """
+    env = db_env(f"sqlite:///{tmp_path}/d.db")
+    run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    missing = run_cli("doctor", cwd=tmp_path, env={**env, "JWT_SECRET": "", "ENCRYPTION_KEY": ""})
+    assert_clean_failure(missing, 2)
+    assert re.search(r"^FAIL jwt_secret +JWT_SECRET is not set", missing.stdout, re.M), missing.stdout
+    assert re.search(r"^FAIL encryption_key +ENCRYPTION_KEY is not set", missing.stdout, re.M)
+
+    weak_secret, weak_key = "changeme" * 4, "k" * 32
+    weak = run_cli("doctor", "--json", cwd=tmp_path,
+                   env={**env, "JWT_SECRET": weak_secret, "ENCRYPTION_KEY": weak_key})
+    assert weak.returncode == 2
+    checks = {c["name"]: c for c in json.loads(weak.stdout)["checks"]}
+    assert checks["jwt_secret"]["ok"] is False and "weak" in checks["jwt_secret"]["detail"]
+    assert checks["encryption_key"]["ok"] is False
+    assert "keys generate" in checks["jwt_secret"]["hint"]
+    assert weak_secret not in weak.stdout and weak_key not in weak.stdout
+
+    generated = dict(line.split("=", 1) for line in
+                     run_cli("keys", "generate", cwd=tmp_path).stdout.split())
+    fine = run_cli("doctor", cwd=tmp_path, env={**env, **generated})
+    assert fine.returncode == 0, fine.stdout
+    assert re.search(r"^ok +jwt_secret", fine.stdout, re.M)
 
 
 def test_serve_dev_creates_secrets_migrates_and_prints_admin_once(tmp_path: Path) -> None:

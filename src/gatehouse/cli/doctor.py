@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from gatehouse.cli.common import out
 from gatehouse.settings import Settings, SettingsError, load_settings
@@ -20,6 +20,28 @@ class DoctorCheck:
     hint: str = ""
 
 
+# Checks that fail because of the configuration itself: exit 2, like `serve` and `db`.
+CONFIG_CHECKS = {"settings", "jwt_secret", "encryption_key", "signing_keys"}
+
+
+def weakness(raw: str) -> str | None:
+    """Why a secret does not look random (a pattern a person typed), or None."""
+    if len(set(raw)) < 8:
+        return "fewer than 8 distinct characters"
+    for period in range(1, min(16, len(raw) // 2) + 1):
+        if raw == (raw[:period] * (len(raw) // period + 1))[:len(raw)]:
+            return f"repeats a {period}-character pattern"
+    return None
+
+
+def _strength(name: str, variable: str, raw: str, size: str) -> DoctorCheck:
+    why = weakness(raw)
+    if why is None:
+        return DoctorCheck(name, True, size)
+    return DoctorCheck(name, False, f"{variable} is weak: {why}",
+                       f"replace it with the {variable}= line of `gatehouse keys generate`")
+
+
 def _secrets(settings: Settings) -> list[DoctorCheck]:
     checks = []
     if settings.jwt_algorithm == "HS256":
@@ -28,11 +50,7 @@ def _secrets(settings: Settings) -> list[DoctorCheck]:
                                       "run `gatehouse keys generate` and set JWT_SECRET"))
         else:
             raw = settings.jwt_secret.get_secret_value()
-            weak = len(set(raw)) < 8
-            checks.append(DoctorCheck(
-                "jwt_secret", True,
-                f"{len(raw.encode())} bytes" + ("; few distinct characters, looks hand-made" if weak else ""),
-                "replace it with one from `gatehouse keys generate`" if weak else ""))
+            checks.append(_strength("jwt_secret", "JWT_SECRET", raw, f"{len(raw.encode())} bytes"))
     try:
         from gatehouse.auth.jwks import KeyRing
 
@@ -47,7 +65,8 @@ def _secrets(settings: Settings) -> list[DoctorCheck]:
         checks.append(DoctorCheck("encryption_key", False, "ENCRYPTION_KEY is not set",
                                   "run `gatehouse keys generate` and set ENCRYPTION_KEY"))
     else:
-        checks.append(DoctorCheck("encryption_key", True, "32 characters"))
+        checks.append(_strength("encryption_key", "ENCRYPTION_KEY",
+                                settings.encryption_key.get_secret_value(), "32 characters"))
     return checks
 
 
@@ -114,9 +133,11 @@ def doctor(
     if as_json:
         print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
     else:
-        table = Table("check", "", "detail", "hint")
+        # One line per check, never wrapped, so each problem reads (and greps) as one line.
+        width = max(len(c.name) for c in checks)
         for c in checks:
-            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail, c.hint)
-        out.print(table)
-    settings_broken = any(c.name == "settings" and not c.ok for c in checks)
-    raise typer.Exit(0 if ok else 2 if settings_broken else 1)
+            mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
+            hint = f" [dim]({escape(c.hint)})[/dim]" if c.hint else ""
+            out.print(f"{mark} {c.name:<{width}}  {escape(c.detail)}{hint}", soft_wrap=True)
+    config_broken = any(c.name in CONFIG_CHECKS and not c.ok for c in checks)
+    raise typer.Exit(0 if ok else 2 if config_broken else 1)
