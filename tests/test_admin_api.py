@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
 from gatehouse.auth.rbac import ROLE_PERMISSIONS
 from gatehouse.context import Context
-from tests.conftest import PASSWORD, asgi_client, bearer, create_user, login
+from gatehouse.store.db.models import Session
+from tests.conftest import PASSWORD, Server, asgi_client, bearer, create_user, login
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
@@ -301,6 +303,35 @@ async def test_delete_user_revokes_sessions_and_removes_the_account(
     assert [(e["user_id"], e["data"]["target_user_id"]) for e in events] == [(admin.id, alice.id)]
     r = await client.delete(f"{P}/admin/users/{alice.id}", headers=bearer(root))
     assert code_of(r) == (404, "not_found")
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_users_tokens_stay_revoked_after_a_restart(
+    make_server: Callable[..., Server], ctx: Context, admin: Any, alice: Any
+) -> None:
+    """After DELETE, a restarted server (in-process store, so nothing cached) still answers
+    session_revoked for the deleted user's access and refresh tokens; the detached session keeps
+    no IP or user agent, and the email can be used for a new account.
+    """
+    env = {"JWT_ISSUER": "https://auth.example.test"}  # both processes issue and accept alike
+    first = make_server(**env)
+    async with httpx.AsyncClient(base_url=first.url) as c:
+        tokens = await login(c)
+        admin_tokens = await login(c, "root@example.com")
+        r = await c.delete(f"{P}/admin/users/{alice.id}", headers=bearer(admin_tokens))
+        assert r.status_code == 204
+    first.stop()
+    second = make_server(**env)
+    async with httpx.AsyncClient(base_url=second.url) as c:
+        assert await validate(c, tokens) == (401, "session_revoked")
+        assert code_of(await refresh(c, tokens["refresh_token"])) == (401, "session_revoked")
+    async with ctx.db() as db:
+        row = (await db.execute(select(Session.user_id, Session.ip, Session.user_agent,
+                                       Session.revoked_at)
+                                .where(Session.id == tokens["session_id"]))).one()
+    assert row[:3] == (None, None, None) and row[3] is not None
+    again = await create_user(ctx)
+    assert again.id != alice.id
 
 
 # -- audit ---------------------------------------------------------------------------------------

@@ -59,7 +59,9 @@ _LOOKUP = (
     select(_RT.c.generation, _RT.c.superseded_at, _S.c.expires_at, _S.c.last_used_at,
            _S.c.revoked_at, _S.c.reuse_token_hash, _U.c.id, _U.c.email, _U.c.name, _U.c.roles,
            _U.c.disabled, _U.c.created_at)
-    .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id).join(_U, _U.c.id == _S.c.user_id))
+    # Outer join: a deleted user's revoked sessions remain, detached, and must still be found.
+    .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id)
+                 .join(_U, _U.c.id == _S.c.user_id, isouter=True))
     .where(_RT.c.token_hash == bindparam("h"), _RT.c.session_id == bindparam("sid"))
 )
 _SUPERSEDE = (
@@ -254,14 +256,10 @@ class SessionService:
         now = datetime.now(UTC)
         row = await self.units.run(_lookup, token_hash, sid)
         if row is None:
-            # Deleting a user deletes its sessions (FK cascade); within the token window the
-            # revocation fact still says why, so the answer is session_revoked (API.md §3).
-            if await self.revocations.kv.get(f"rev:{sid}") is not None:
-                raise SessionRevoked()
             raise RefreshInvalid()
         (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
          user_id, email, name, roles, disabled, created_at) = row
-        if revoked_at is not None or disabled:
+        if revoked_at is not None or disabled or user_id is None:
             if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
                 raise RefreshReused()
             raise SessionRevoked()

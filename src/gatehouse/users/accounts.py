@@ -11,6 +11,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
@@ -18,7 +19,7 @@ from gatehouse.auth.passwords import PasswordHasher, check_password_policy
 from gatehouse.auth.sessions import SessionService
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
-from gatehouse.store.db.models import User
+from gatehouse.store.db.models import Session, User
 from gatehouse.users import service as users
 from gatehouse.users.cache import UserCache
 from gatehouse.users.emails import checked_email
@@ -149,15 +150,18 @@ class AccountService:
         return await self.admin_update(user_id, {"roles": roles}, actor)
 
     async def delete(self, user_id: str, actor: Actor) -> None:
+        """Delete the account; its sessions stay revoked and detached (no IP or user agent)
+        so their tokens keep answering session_revoked, across restarts and instances."""
         async with self.db.begin() as db:
             await users.get_user(db, user_id)
             ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
+            await db.execute(update(Session).where(Session.user_id == user_id)
+                             .values(ip=None, user_agent=None))
             await record(db, "sessions.revoked_all", actor, target_user_id=user_id,
                          count=len(ids), reason="user_deleted")
             await record(db, "user.updated", actor, target_user_id=user_id, deleted=True)
+            await users.delete_user(db, user_id)  # sessions.user_id -> NULL (migration 0002)
         await self.sessions.publish_revocation(ids, "admin")
-        async with self.db.begin() as db:
-            await users.delete_user(db, user_id)
         self.cache.evict(user_id)
 
     async def revoke_all(self, user_id: str, actor: Actor) -> int:
