@@ -1,21 +1,6 @@
-"""Exceptions raised by the Gatehouse SDK.
+"""Exceptions raised by the Gatehouse SDK; their tree is drawn in ``gatehouse.client``'s docstring.
 
-Every exception is an :class:`ApiError` and carries ``status``, ``code``,
-``detail`` and ``request_id`` (``status`` and ``request_id`` are ``None`` when
-no HTTP answer was received)::
-
-    ApiError                  any failed call; the root to catch
-    ├── TransportError        no HTTP answer after retries (connect error, timeout)
-    ├── InvalidCredentials    401 invalid_credentials from login
-    ├── NotAuthenticated      401 that does not end a session (token_missing, api_key_invalid, ...)
-    │   └── SessionExpired    the session is over: refresh_invalid, refresh_expired,
-    │                         refresh_reused, session_revoked; the token store was cleared
-    ├── Forbidden             403 (forbidden, csrf_failed, account_disabled): the session is kept
-    ├── RateLimited           429 (rate_limited, login_throttled) after retries; has retry_after
-    └── ServiceUnavailable    502, 503, 504 after retries; has retry_after when the server sent one
-
-Only :class:`SessionExpired` means "log in again"; nothing else clears the
-token store. Which class a response becomes is decided in ``_problem.py``.
+Which class a response becomes is decided in ``_problem.py``.
 """
 
 from __future__ import annotations
