@@ -183,7 +183,9 @@ def test_doctor_fails_missing_and_weak_secrets_with_exit_2(tmp_path: Path) -> No
 
 
 def test_serve_dev_creates_secrets_migrates_and_prints_admin_once(tmp_path: Path) -> None:
-    """`serve --dev` writes 0600 secrets, migrates, prints a first admin once, reuses secrets, and serves /healthz."""
+    """`serve --dev` writes 0600 secrets, migrates, prints a first admin once (who can log in),
+    reuses secrets, and serves /healthz.
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENCRYPTION_KEY")}
     port = free_port()
     outputs = []
@@ -202,6 +204,13 @@ def test_serve_dev_creates_secrets_migrates_and_prints_admin_once(tmp_path: Path
                     time.sleep(0.2)
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert ready.status_code == 200
+            if outputs:  # second start: the admin printed by the first one can log in
+                printed = re.search(r"email (\S+)\s+password (\S+)", outputs[0])
+                assert printed is not None, outputs[0]
+                r = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/login", timeout=10,
+                               json={"email": printed[1], "password": printed[2]})
+                assert r.status_code == 200, r.text
+                assert "admin" in r.json()["user"]["roles"]
         finally:
             proc.terminate()
             outputs.append(proc.communicate(timeout=10)[0])
