@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -346,7 +347,9 @@ async def test_access_log_line_has_the_contract_fields_and_no_credentials(
             "request_id", "user_id", "ip"} <= set(profile)
     assert (profile["route"], profile["status"], profile["user_id"], profile["ip"]) == (
         "/api/v1/users/profile", 200, alice.id, "127.0.0.1")
-    assert profile["ts"].endswith("Z")
+    # RFC 3339 UTC with milliseconds, and the time of the request (to within a few seconds).
+    stamp = datetime.strptime(profile["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 5 and len(profile["ts"]) == 24
     dump = json.dumps(lines)
     for secret in (tokens["access_token"], tokens["refresh_token"], "correct-horse"):
         assert secret not in dump

@@ -46,6 +46,7 @@ def _json_media(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+@functools.lru_cache(maxsize=4096)  # the same peers and proxies call again and again
 def canonical_ip(text: str) -> str | None:
     """One spelling per address (so buckets cannot be dodged by rewriting it); None if not an IP."""
     try:
