@@ -19,11 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gatehouse.auth.access_tokens import LEEWAY_SECONDS, AccessClaims
-from gatehouse.errors import SessionRevoked, TokenExpired
 from gatehouse.auth.throttle import LoginThrottle
+from gatehouse.errors import SessionRevoked, TokenExpired
 from gatehouse.store.db.models import AuditEvent, Session, User
 from gatehouse.store.kv import KeyValueStore
-
 
 POLL_INTERVAL = 0.5
 POLL_OVERLAP = 10.0  # seconds re-read each poll: tolerates clock skew between processes

@@ -11,6 +11,9 @@ A superseded token presented within REFRESH_GRACE_SECONDS of being superseded
 walks the chain S -> S' -> S'' ... to the session's current token and answers
 with it (same value every time, no new rotation); later, it is theft: the
 session is revoked and `refresh.reuse_detected` recorded.
+
+The refresh's statements are in `refresh_units`; logout, revocation and the
+session list in `session_admin`.
 """
 
 from __future__ import annotations
@@ -22,23 +25,22 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
+from gatehouse.auth import refresh_units
 from gatehouse.auth.access_tokens import AccessTokens, uuid7
 from gatehouse.auth.keys import ServerKeys
 from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import Revocations
+from gatehouse.auth.session_admin import SessionAdmin
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import (
     AccountDisabled,
     InvalidCredentials,
     LoginThrottled,
-    NotFound,
     RefreshExpired,
     RefreshInvalid,
     RefreshReused,
@@ -52,56 +54,6 @@ from gatehouse.users.service import find_by_email, set_password_hash
 
 _TOKEN = re.compile(r"^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$")
 
-# The refresh path runs these prebuilt Core statements on the tables (no ORM unit of
-# work, no per-call statement building): it is the busiest write in the service.
-_RT, _S, _U = RefreshToken.__table__, Session.__table__, User.__table__
-_LOOKUP = (
-    select(_RT.c.generation, _RT.c.superseded_at, _S.c.expires_at, _S.c.last_used_at,
-           _S.c.revoked_at, _S.c.reuse_token_hash, _U.c.id, _U.c.email, _U.c.name, _U.c.roles,
-           _U.c.disabled, _U.c.created_at)
-    # Outer join: a deleted user's revoked sessions remain, detached, and must still be found.
-    .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id)
-                 .join(_U, _U.c.id == _S.c.user_id, isouter=True))
-    .where(_RT.c.token_hash == bindparam("h"), _RT.c.session_id == bindparam("sid"))
-)
-_SUPERSEDE = (
-    update(_RT).where(_RT.c.token_hash == bindparam("h"), _RT.c.superseded_at.is_(None))
-    .values(superseded_at=bindparam("at"))
-)
-_TOUCH = update(_S).where(_S.c.id == bindparam("sid")).values(
-    last_used_at=bindparam("at"), ip=bindparam("client_ip"), user_agent=bindparam("agent")
-)
-_CURRENT = select(_RT.c.token_hash, _RT.c.generation).where(
-    _RT.c.session_id == bindparam("sid"), _RT.c.superseded_at.is_(None)
-)
-_INSERT_IGNORE = {
-    "postgresql": postgresql.insert(_RT).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_RT).on_conflict_do_nothing(),
-}
-
-
-# Units of work written once against a sync Connection; UnitRunner runs each in one
-# trip (a writer thread on SQLite, the async driver's greenlet bridge on PostgreSQL).
-def _lookup(conn: Connection, token_hash: str, sid: str) -> Any:
-    return conn.execute(_LOOKUP, {"h": token_hash, "sid": sid}).one_or_none()
-
-
-def _current(conn: Connection, sid: str) -> Any:
-    return conn.execute(_CURRENT, {"sid": sid}).first()
-
-
-def _rotate(
-    conn: Connection, token_hash: str, now: datetime, successor: dict[str, Any],
-    touch: dict[str, Any],
-) -> bool:
-    # Both writes are idempotent: every racer converges on one successor.
-    if not conn.execute(_SUPERSEDE, {"h": token_hash, "at": now}).rowcount:
-        # The winner inserted the successor in the same transaction: nothing to do,
-        # and its successor may itself be superseded by now (caller walks the chain).
-        return False
-    conn.execute(_INSERT_IGNORE[conn.dialect.name], successor)
-    conn.execute(_TOUCH, touch)
-    return True
 MAX_GRACE_CHAIN = 64
 
 
@@ -133,7 +85,7 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-class SessionService:
+class SessionService(SessionAdmin):
     def __init__(
         self,
         *,
@@ -156,6 +108,7 @@ class SessionService:
         self.throttle = throttle
         self.metrics = metrics
         self.policy = policy
+        self.idle_ttl = policy.idle_ttl
 
     # -- secrets --------------------------------------------------------------------
 
@@ -254,7 +207,7 @@ class SessionService:
         sid, secret = match.groups()
         token_hash = self.hash_secret(secret)
         now = datetime.now(UTC)
-        row = await self.units.run(_lookup, token_hash, sid)
+        row = await self.units.run(refresh_units.lookup, token_hash, sid)
         if row is None:
             raise RefreshInvalid()
         (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
@@ -294,11 +247,12 @@ class SessionService:
         }
         touch = {"sid": sid, "at": now, "client_ip": actor.ip,
                  "agent": (actor.user_agent or "")[:512] or None}
-        rotated = await self.units.run_in_transaction(_rotate, token_hash, now, successor, touch)
+        rotated = await self.units.run_in_transaction(
+            refresh_units.rotate, token_hash, now, successor, touch)
         return new_secret if rotated else None
 
     async def _current_in_chain(self, sid: str, secret: str, generation: int) -> str:
-        current = await self.units.run(_current, sid)
+        current = await self.units.run(refresh_units.current, sid)
         if current is None:
             raise SessionRevoked()
         cur_hash, cur_gen = current
@@ -325,77 +279,3 @@ class SessionService:
                              session_id=sid, target_user_id=user_id)
         await self.revocations.revoke_sessions([sid], "reuse")
         self.metrics.sessions_revoked.labels("reuse").inc()
-
-    # -- revocation -----------------------------------------------------------------
-
-    async def revoke(
-        self, db: AsyncSession, *, user_id: str, reason: str, session_id: str | None = None,
-        keep_session: str | None = None,
-    ) -> list[str]:
-        """Revoke one session or all of a user's live sessions inside `db`'s transaction.
-
-        Call `publish_revocation` after the commit (database first: fail closed).
-        """
-        stmt = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
-        if session_id is not None:
-            stmt = stmt.where(Session.id == session_id)
-        if keep_session is not None:
-            stmt = stmt.where(Session.id != keep_session)
-        result = await db.execute(
-            stmt.values(revoked_at=datetime.now(UTC), revoke_reason=reason).returning(Session.id)
-        )
-        return [r[0] for r in result.all()]
-
-    async def publish_revocation(self, session_ids: list[str], reason: str) -> None:
-        await self.revocations.revoke_sessions(session_ids, reason)
-        if session_ids:
-            self.metrics.sessions_revoked.labels(reason).inc(len(session_ids))
-
-    async def logout(self, user_id: str, session_id: str, actor: Actor) -> None:
-        async with self.db.begin() as db:
-            ids = await self.revoke(db, user_id=user_id, session_id=session_id, reason="logout")
-            await record(db, "logout", actor, session_id=session_id)
-        await self.publish_revocation(ids or [session_id], "logout")
-
-    async def logout_all(self, user_id: str, actor: Actor) -> int:
-        async with self.db.begin() as db:
-            ids = await self.revoke(db, user_id=user_id, reason="logout_all")
-            await record(db, "logout_all", actor, count=len(ids))
-            await record(db, "sessions.revoked_all", actor, target_user_id=user_id,
-                         count=len(ids), reason="logout_all")
-        await self.publish_revocation(ids, "logout_all")
-        return len(ids)
-
-    async def revoke_one(self, user_id: str, session_id: str, actor: Actor) -> None:
-        """DELETE /auth/sessions/{id}: own sessions only, 404 otherwise."""
-        async with self.db.begin() as db:
-            ids = await self.revoke(db, user_id=user_id, session_id=session_id, reason="logout")
-            if not ids:
-                raise NotFound("No such session.")
-            await record(db, "session.revoked", actor, session_id=session_id)
-        await self.publish_revocation(ids, "logout")
-
-    async def list_sessions(
-        self, user_id: str, current_sid: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        now = datetime.now(UTC)
-        idle_cut = now - timedelta(seconds=self.policy.idle_ttl)
-        stmt = (
-            select(Session)
-            .where(Session.user_id == user_id, Session.revoked_at.is_(None),
-                   Session.expires_at > now, Session.last_used_at > idle_cut)
-            .order_by(Session.id.desc())
-            .limit(limit + 1)
-        )
-        if cursor:
-            stmt = stmt.where(Session.id < cursor)
-        async with self.db() as db:
-            rows = list((await db.scalars(stmt)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [
-            {"id": s.id, "created_at": s.created_at, "last_used_at": s.last_used_at, "ip": s.ip,
-             "user_agent": s.user_agent, "current": s.id == current_sid}
-            for s in rows
-        ]
-        return items, (rows[-1].id if more and rows else None)

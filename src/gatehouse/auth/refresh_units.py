@@ -1,0 +1,63 @@
+"""The refresh path's units of work: prebuilt Core statements on a sync Connection.
+
+The refresh is the busiest write in the service, so it runs no ORM unit of work
+and builds no statement per call. `UnitRunner` runs each unit in one trip: a
+writer thread on SQLite, the async driver's greenlet bridge on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gatehouse.store.db.models import RefreshToken, Session, User
+
+_RT, _S, _U = RefreshToken.__table__, Session.__table__, User.__table__
+_LOOKUP = (
+    select(_RT.c.generation, _RT.c.superseded_at, _S.c.expires_at, _S.c.last_used_at,
+           _S.c.revoked_at, _S.c.reuse_token_hash, _U.c.id, _U.c.email, _U.c.name, _U.c.roles,
+           _U.c.disabled, _U.c.created_at)
+    # Outer join: a deleted user's revoked sessions remain, detached, and must still be found.
+    .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id)
+                 .join(_U, _U.c.id == _S.c.user_id, isouter=True))
+    .where(_RT.c.token_hash == bindparam("h"), _RT.c.session_id == bindparam("sid"))
+)
+_SUPERSEDE = (
+    update(_RT).where(_RT.c.token_hash == bindparam("h"), _RT.c.superseded_at.is_(None))
+    .values(superseded_at=bindparam("at"))
+)
+_TOUCH = update(_S).where(_S.c.id == bindparam("sid")).values(
+    last_used_at=bindparam("at"), ip=bindparam("client_ip"), user_agent=bindparam("agent")
+)
+_CURRENT = select(_RT.c.token_hash, _RT.c.generation).where(
+    _RT.c.session_id == bindparam("sid"), _RT.c.superseded_at.is_(None)
+)
+_INSERT_IGNORE = {
+    "postgresql": postgresql.insert(_RT).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_RT).on_conflict_do_nothing(),
+}
+
+
+def lookup(conn: Connection, token_hash: str, sid: str) -> Any:
+    return conn.execute(_LOOKUP, {"h": token_hash, "sid": sid}).one_or_none()
+
+
+def current(conn: Connection, sid: str) -> Any:
+    return conn.execute(_CURRENT, {"sid": sid}).first()
+
+
+def rotate(
+    conn: Connection, token_hash: str, now: datetime, successor: dict[str, Any],
+    touch: dict[str, Any],
+) -> bool:
+    # Both writes are idempotent: every racer converges on one successor.
+    if not conn.execute(_SUPERSEDE, {"h": token_hash, "at": now}).rowcount:
+        # The winner inserted the successor in the same transaction: nothing to do,
+        # and its successor may itself be superseded by now (caller walks the chain).
+        return False
+    conn.execute(_INSERT_IGNORE[conn.dialect.name], successor)
+    conn.execute(_TOUCH, touch)
+    return True
