@@ -14,7 +14,9 @@ from fastapi.routing import APIRoute
 
 from gatehouse import __version__
 from gatehouse.api import openapi, problem
-from gatehouse.api.middleware import ClientIP, GatehouseMiddleware, ProblemCORSMiddleware
+from gatehouse.api.client_ip import ClientIP
+from gatehouse.api.cors import ProblemCORSMiddleware
+from gatehouse.api.middleware import GatehouseMiddleware
 from gatehouse.api.routes import admin, auth, ops, push, users
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks

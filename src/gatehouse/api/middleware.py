@@ -13,7 +13,6 @@ overhead to a few microseconds.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import re
 import time
@@ -27,6 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatehouse import errors
+from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.problem import problem_response, unexpected_response
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits, bucket_for
@@ -44,77 +44,6 @@ class _BodyTooLarge(Exception):
 def _json_media(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-@functools.lru_cache(maxsize=4096)  # the same peers and proxies call again and again
-def canonical_ip(text: str) -> str | None:
-    """One spelling per address (so buckets cannot be dodged by rewriting it); None if not an IP."""
-    try:
-        addr = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped  # "::ffff:10.0.0.1": an IPv4 peer on a dual-stack socket
-    return str(addr)
-
-
-class ClientIP:
-    """The socket peer, or behind trusted proxies the nearest untrusted X-Forwarded-For hop (§1)."""
-
-    def __init__(self, trusted: list[str]) -> None:
-        self._nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
-
-    def _trusted(self, ip: str) -> bool:
-        addr = ipaddress.ip_address(ip)
-        return any(addr.version == net.version and addr in net for net in self._nets)
-
-    def __call__(self, peer: str, forwarded_for: str | None) -> str:
-        peer = canonical_ip(peer) or peer
-        if not self._nets or not forwarded_for or canonical_ip(peer) is None:
-            return peer  # off by default: a client's own X-Forwarded-For is never believed
-        if not self._trusted(peer):
-            return peer
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        # Walk from the nearest hop back: every proxy appends the address it saw, so the
-        # first address we do not trust is the client; anything left of it is hearsay.
-        client = peer
-        for hop in reversed(hops):
-            ip = canonical_ip(hop)
-            if ip is None:
-                return client  # garbage from a trusted hop: stop at the last address we know
-            client = ip
-            if not self._trusted(ip):
-                return ip
-        return client
-
-
-class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS (exact origins, credentials), with refused preflights as problem+json.
-
-    Starlette answers a refused preflight with a text/plain 400; API.md §2 wants
-    every 4xx as problem+json, so it becomes 403 `forbidden` (still without
-    Access-Control-Allow-Origin for a foreign origin, so the browser blocks it).
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "OPTIONS":
-            headers = Headers(scope=scope)
-            if "origin" in headers and "access-control-request-method" in headers:
-                response = self.preflight_response(request_headers=headers)
-                if response.status_code != 200:
-                    refused = bytes(response.body).decode("latin-1")
-                    refused = refused.removeprefix("Disallowed CORS ")
-                    problem = problem_response(
-                        errors.PermissionDenied(f"CORS preflight refused ({refused})."),
-                        scope.get("state", {}).get("request_id"),
-                    )
-                    for name, value in response.headers.items():
-                        if name not in ("content-type", "content-length"):
-                            problem.headers[name] = value
-                    response = problem
-                await response(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
 
 
 class GatehouseMiddleware:
