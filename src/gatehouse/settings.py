@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     password_min_length: int = Field(12, ge=8, le=128, alias="GATEHOUSE_PASSWORD_MIN_LENGTH")
 
     max_body_bytes: int = Field(65_536, ge=1024, alias="GATEHOUSE_MAX_BODY_BYTES")
-    db_pool_size: int = Field(10, ge=1, le=200, alias="GATEHOUSE_DB_POOL_SIZE")
+    db_pool_size: int = Field(20, ge=1, le=200, alias="GATEHOUSE_DB_POOL_SIZE")
     retry_after_seconds: int = Field(5, ge=1, le=300, alias="GATEHOUSE_RETRY_AFTER")
 
     # Set by `serve --dev` only: allows generated secrets and relaxes nothing else.

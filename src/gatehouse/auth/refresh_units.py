@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.store.db.models import RefreshToken, Session, User
@@ -39,6 +39,28 @@ _INSERT_IGNORE = {
     "postgresql": postgresql.insert(_RT).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(_RT).on_conflict_do_nothing(),
 }
+# On PostgreSQL the three writes of a rotation are one statement (data-modifying CTEs):
+# one round trip instead of five with BEGIN and COMMIT, and atomic on its own. A racer
+# that loses waits on the row lock, then finds superseded_at set: `sup` is empty, so
+# nothing is inserted or touched and the count is 0, exactly as in the SQLite path.
+_ROTATE_PG = text("""
+WITH sup AS (
+    UPDATE refresh_tokens SET superseded_at = CAST(:at AS timestamptz)
+    WHERE token_hash = :h AND superseded_at IS NULL
+    RETURNING session_id
+), ins AS (
+    INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, superseded_at)
+    SELECT CAST(:new_hash AS varchar), session_id, CAST(:generation AS integer),
+           CAST(:at AS timestamptz), NULL
+    FROM sup
+    ON CONFLICT DO NOTHING
+), touch AS (
+    UPDATE sessions SET last_used_at = CAST(:at AS timestamptz),
+                        ip = CAST(:client_ip AS varchar), user_agent = CAST(:agent AS varchar)
+    WHERE id IN (SELECT session_id FROM sup)
+)
+SELECT count(*) FROM sup
+""")
 
 
 def lookup(conn: Connection, token_hash: str, sid: str) -> Any:
@@ -54,6 +76,12 @@ def rotate(
     touch: dict[str, Any],
 ) -> bool:
     # Both writes are idempotent: every racer converges on one successor.
+    if conn.dialect.name == "postgresql":
+        return bool(conn.execute(_ROTATE_PG, {
+            "h": token_hash, "at": now, "new_hash": successor["token_hash"],
+            "generation": successor["generation"], "client_ip": touch["client_ip"],
+            "agent": touch["agent"],
+        }).scalar())
     if not conn.execute(_SUPERSEDE, {"h": token_hash, "at": now}).rowcount:
         # The winner inserted the successor in the same transaction: nothing to do,
         # and its successor may itself be superseded by now (caller walks the chain).

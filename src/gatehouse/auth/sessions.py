@@ -247,7 +247,7 @@ class SessionService(SessionAdmin):
         }
         touch = {"sid": sid, "at": now, "client_ip": actor.ip,
                  "agent": (actor.user_agent or "")[:512] or None}
-        rotated = await self.units.run_in_transaction(
+        rotated = await self.units.run_atomic(
             refresh_units.rotate, token_hash, now, successor, touch)
         return new_secret if rotated else None
 

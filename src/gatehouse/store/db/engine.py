@@ -41,7 +41,7 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
         memory = ":memory:" in aurl or aurl.endswith("://")
@@ -60,10 +60,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
+    # A fixed pool: overflow connections are closed as soon as the load dips, and each
+    # new one costs PostgreSQL a process fork (measured: ~75 reconnects/s under W2).
     return create_async_engine(
         aurl,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_pre_ping=False,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 10},

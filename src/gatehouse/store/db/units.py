@@ -46,11 +46,25 @@ class UnitRunner:
                 return fn(conn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` as a read."""
+        """Run `fn(conn, *args)` as a read of one statement.
+
+        On PostgreSQL it runs in autocommit: no BEGIN and no ROLLBACK round trips
+        around a single SELECT.
+        """
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._in_thread, fn, False, *args)
         async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(fn, *args)
+
+    async def run_atomic(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a write unit that is atomic by itself: one statement on PostgreSQL (in
+        autocommit, one round trip), a transaction on the SQLite writer thread."""
+        if self._thread is not None:
+            return await self.run_in_transaction(fn, *args)
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(fn, *args)
 
     async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
