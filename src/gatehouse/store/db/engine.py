@@ -61,7 +61,8 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     # A fixed pool: overflow connections are closed as soon as the load dips, and each
-    # new one costs PostgreSQL a process fork (measured: ~75 reconnects/s under W2).
+    # new one costs PostgreSQL a process fork (measured: ~75 reconnects/s under the W2
+    # refresh benchmark once its units became short; bench/RESULTS.md).
     return create_async_engine(
         aurl,
         pool_size=pool_size,
