@@ -54,15 +54,16 @@ class UnitRunner:
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._in_thread, fn, False, *args)
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await conn.run_sync(fn, *args)
+        return await self._autocommit(fn, *args)
 
     async def run_atomic(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write unit that is atomic by itself: one statement on PostgreSQL (in
         autocommit, one round trip), a transaction on the SQLite writer thread."""
         if self._thread is not None:
             return await self.run_in_transaction(fn, *args)
+        return await self._autocommit(fn, *args)
+
+    async def _autocommit(self, fn: Callable[..., T], *args: Any) -> T:
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(fn, *args)
