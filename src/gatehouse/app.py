@@ -17,7 +17,7 @@ from gatehouse.api import openapi, problem
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
-from gatehouse.api.routes import admin, auth, ops, push, users
+from gatehouse.api.routes import admin, auth, ops, push, users, web
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
@@ -118,6 +118,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
             routers.append(auth.signup)
         for router in routers:
             _add_routes(app, router, prefix=prefix, deprecated=deprecated)
+    _add_routes(app, web.router(console=settings.console == "on"), prefix="")
 
     cors: dict[str, Any] | None = None
     if settings.cors_origins:

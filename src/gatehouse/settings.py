@@ -90,6 +90,7 @@ class Settings(BaseSettings):
 
     push_allow_private: bool = Field(False, alias="GATEHOUSE_PUSH_ALLOW_PRIVATE")
     signup: Literal["open", "closed"] = Field("closed", alias="GATEHOUSE_SIGNUP")
+    console: Literal["on", "off"] = Field("on", alias="GATEHOUSE_CONSOLE")
     insecure_cookies: bool = Field(False, alias="GATEHOUSE_INSECURE_COOKIES")
     metrics_token: SecretStr | None = Field(None, alias="GATEHOUSE_METRICS_TOKEN")
     log_file: Path | None = Field(None, alias="GATEHOUSE_LOG_FILE")
@@ -111,7 +112,7 @@ class Settings(BaseSettings):
     # Set by `serve --dev` only: allows generated secrets and relaxes nothing else.
     dev: bool = Field(False, alias="GATEHOUSE_DEV")
 
-    @field_validator("log_level", "signup", "rate_limits", mode="before")
+    @field_validator("log_level", "signup", "rate_limits", "console", mode="before")
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
