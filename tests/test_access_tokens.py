@@ -349,6 +349,55 @@ async def test_other_jwt_types_are_invalid(client: httpx.AsyncClient, typ: str |
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("typ", ["application/at+jwt", "AT+JWT", "Application/AT+JWT"])
+async def test_rfc9068_media_type_forms_of_typ_are_accepted(
+    client: httpx.AsyncClient, typ: str
+) -> None:
+    """`typ` `application/at+jwt` is accepted as RFC 9068 §2.1 allows, case-insensitively."""
+    header = {"alg": "HS256", "typ": typ}
+    assert (await answer(client, sign_hs256(valid_claims(), header=header)))[0] == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("typ", ["application/jwt", "application/at+jwt ", "text/at+jwt",
+                                 "application/AT+JWT;x=1"])
+async def test_other_media_types_are_invalid(client: httpx.AsyncClient, typ: str) -> None:
+    """Only the two RFC 9068 spellings count; other media types and near misses are refused."""
+    await assert_invalid(client, sign_hs256(valid_claims(), header={"alg": "HS256", "typ": typ}))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("crit", [["exp"], ["b64"], ["x-custom"], [], "exp", None, [1], {}])
+async def test_token_with_a_crit_header_is_invalid(client: httpx.AsyncClient, crit: Any) -> None:
+    """A correctly signed token declaring critical extensions (RFC 7515 §4.1.11), well formed
+    or not, is token_invalid: we understand none.
+    """
+    header = {"alg": "HS256", "typ": "at+jwt", "crit": crit, "exp": 1, "b64": True, "x-custom": 1}
+    await assert_invalid(client, sign_hs256(valid_claims(), header=header))
+
+
+@pytest.mark.asyncio
+async def test_null_kid_is_invalid(client: httpx.AsyncClient) -> None:
+    """`"kid": null` is a malformed header, not an absent kid (PyJWT refuses it too)."""
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": None}
+    await assert_invalid(client, sign_hs256(valid_claims(), header=header))
+
+
+@pytest.mark.asyncio
+async def test_non_canonical_base64url_is_invalid(client: httpx.AsyncClient) -> None:
+    """A segment whose last character carries non-zero unused bits is refused: only the
+    canonical encoding of the signed bytes is the token (RFC 4648 §3.5).
+    """
+    token = sign_hs256(valid_claims())
+    h64, p64, s64 = token.split(".")
+    assert len(s64) % 4 == 3  # 32 bytes: the last character has two unused bits
+    twin = _B64_CHARS[_B64_CHARS.index(s64[-1]) + 1]
+    assert _unb64(s64[:-1] + twin) == _unb64(s64)  # same bytes, different text
+    assert (await answer(client, token))[0] == 200
+    await assert_invalid(client, f"{h64}.{p64}.{s64[:-1]}{twin}")
+
+
+@pytest.mark.asyncio
 async def test_hs256_token_with_kid_is_invalid(client: httpx.AsyncClient) -> None:
     """Under HS256 a `kid` (such as a path) selects nothing: the token is refused."""
     header = {"alg": "HS256", "typ": "at+jwt", "kid": "../../etc/passwd"}
@@ -603,9 +652,8 @@ async def test_mutated_real_tokens_never_cause_a_server_error(
     status, _ = await answer(fuzz_client, mutated)
     assert status in {200, 401}
     if status == 200:
-        # base64url ignores the unused low bits of a last character, so only such edits pass.
-        decoded = [_unb64(part) for part in mutated.split(".")]
-        assert decoded == [_unb64(part) for part in _REAL.split(".")]
+        # Segments must be canonical base64url, so only the unchanged token passes.
+        assert mutated == _REAL
 
 
 _JSON = st.recursive(

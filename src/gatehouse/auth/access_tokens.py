@@ -3,7 +3,13 @@
 RFC 8725 rules applied here:
 - §3.1 the algorithm is pinned by configuration; the token's `alg` is only
   compared with it, never trusted (no `none`, no HS256/EdDSA confusion);
-- §3.11 `typ` must be `at+jwt`, so no other JWT kind is accepted as an access token;
+- §3.11 `typ` must be `at+jwt` or `application/at+jwt` (RFC 9068 §2.1; media types
+  compare case-insensitively, RFC 7515 §4.1.9), so no other JWT kind is accepted as an
+  access token; tokens are issued with `at+jwt`;
+- RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand;
+  we understand none, so any `crit` makes the token invalid;
+- segments are strict base64url: the RFC 7515 alphabet, no padding, and canonical
+  (the unused low bits of the last character are zero), as PyJWT decodes them;
 - §3.8/3.9 `iss` and `aud` are checked exactly;
 - embedded key headers (`jwk`, `jku`, `x5u`, `x5c`) are ignored: keys come only
   from JWT_SECRET or JWT_KEYS_DIR, and `kid` is a lookup in an in-memory map,
@@ -37,6 +43,10 @@ MAX_TOKEN_CHARS = 8192
 MAX_LIFETIME_SECONDS = 86_400  # the largest ACCESS_TOKEN_TTL settings allow
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
+_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# The last character of a canonical segment of length 2 or 3 (mod 4) leaves its unused
+# low bits zero (RFC 4648 §3.5): one of these.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -113,11 +123,13 @@ class AccessTokens:
             raise TokenInvalid()
         h64, p64, s64 = token.split(".")
         header = _json_segment(h64)
-        if header.get("alg") != self.keys.algorithm or header.get("typ") != "at+jwt":
+        if header.get("alg") != self.keys.algorithm or not _is_access_token_type(header.get("typ")):
             raise TokenInvalid()
+        if "crit" in header:
+            raise TokenInvalid()  # RFC 7515 §4.1.11: we implement no extension
         kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise TokenInvalid()
+        if "kid" in header and not isinstance(kid, str):
+            raise TokenInvalid()  # including `"kid": null`
         key = self.keys.verification_key(kid)
         if key is None or not _signature_ok(self.keys.algorithm, key, f"{h64}.{p64}", s64):
             raise TokenInvalid()
@@ -136,7 +148,15 @@ class AccessTokens:
         return typed
 
 
+def _is_access_token_type(typ: Any) -> bool:
+    return isinstance(typ, str) and typ.isascii() and typ.lower() in _TYPES
+
+
 def _unb64(segment: str) -> bytes:
+    """Strict base64url (the alphabet is checked by _JWS_COMPACT): canonical, unpadded."""
+    rem = len(segment) % 4
+    if rem == 1 or (rem and segment[-1] not in _CANONICAL_LAST[rem]):
+        raise TokenInvalid()
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
