@@ -21,7 +21,8 @@ EXPECTED_STATUS = {
     "invalid_credentials": 401, "refresh_invalid": 401, "refresh_expired": 401,
     "refresh_reused": 401, "api_key_invalid": 401, "signature_invalid": 401, "forbidden": 403,
     "csrf_failed": 403, "account_disabled": 403, "not_found": 404, "method_not_allowed": 405,
-    "conflict": 409, "payload_too_large": 413, "unsupported_media_type": 415,
+    "conflict": 409, "payload_too_large": 413, "headers_too_large": 431,
+    "unsupported_media_type": 415,
     "validation_failed": 422, "rate_limited": 429, "login_throttled": 429, "internal_error": 500,
     "service_unavailable": 503,
 }

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from gatehouse import __version__
-from gatehouse.api import openapi, problem
+from gatehouse.api import cookies, openapi, problem
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
@@ -107,6 +107,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    cookies.install()
     problem.install(app)
     openapi.install(app)
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         metrics=ctx.metrics,
         client_ip=ClientIP(settings.trusted_proxies),
         max_body=settings.max_body_bytes,
+        max_headers=settings.max_header_bytes,
         hsts=settings.https,
         retry_after=settings.retry_after_seconds,
         rate_limits=ctx.rate_limits,

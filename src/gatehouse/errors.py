@@ -22,6 +22,7 @@ maps them to a status and an RFC 9457 body; the CLI prints `detail`.
     ├── MethodNotAllowed                 method_not_allowed
     ├── Conflict                         conflict
     ├── PayloadTooLarge                  payload_too_large
+    ├── HeadersTooLarge                  headers_too_large
     ├── UnsupportedMediaType             unsupported_media_type
     ├── ValidationFailed                 validation_failed  (carries `errors`)
     │   └── WeakPassword                 validation_failed
@@ -159,6 +160,12 @@ class PayloadTooLarge(GatehouseError):
     code = "payload_too_large"
     title = "Payload too large"
     default_detail = "The request body exceeds the size limit."
+
+
+class HeadersTooLarge(GatehouseError):
+    code = "headers_too_large"
+    title = "Request header fields too large"
+    default_detail = "The request headers exceed the size limit."
 
 
 class UnsupportedMediaType(GatehouseError):

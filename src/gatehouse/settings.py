@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     dev: bool = Field(False, alias="GATEHOUSE_DEV")
 
     @field_validator("log_level", "signup", "rate_limits", "console", mode="before")
+    max_header_bytes: int = Field(16_384, ge=4096, le=1_048_576, alias="GATEHOUSE_MAX_HEADER_BYTES")
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

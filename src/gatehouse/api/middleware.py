@@ -1,11 +1,12 @@
 """One pure-ASGI middleware for what every request needs (API.md §1 and §7).
 
-Request id, client IP (trusted proxies only), per-IP rate limits, body limits
-(including chunked bodies) and media type, security and cache headers,
+Request id, client IP (trusted proxies only), the size of the header section
+(431 before any header is parsed), per-IP rate limits, body limits (including
+chunked bodies) and media type, security and cache headers,
 deprecation headers for unversioned `/api/...` routes, the access-log line,
 HTTP metrics, and the last resort for unexpected exceptions (500, or 503 when
 the database is down). Answers this middleware makes itself (429, 413, 415,
-500, 503) pass through the CORS policy too, so a browser app can read them.
+431, 500, 503) pass through the CORS policy too, so a browser app can read them.
 One middleware rather than several `BaseHTTPMiddleware`s keeps the per-request
 overhead to a few microseconds.
 """
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from starlette.datastructures import Headers
@@ -26,7 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatehouse import errors
-from gatehouse.api.client_ip import ClientIP
+from gatehouse.api.client_ip import ClientIP, rate_key
 from gatehouse.api.problem import problem_response, unexpected_response
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits, bucket_for
@@ -35,6 +37,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH", b"DELETE"}
 # RFC 9745: the date the unversioned routes were deprecated (v1 launch), as an SF date.
 _DEPRECATION = b"@1795651200"
+# What may stay as sent in the successor URI of a Link header: RFC 3986 path characters
+# and existing escapes. Everything else (CR, LF, `<`, `>`, spaces, non-ASCII) is %-encoded.
+_URI_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class _BodyTooLarge(Exception):
@@ -55,6 +60,7 @@ class GatehouseMiddleware:
         client_ip: ClientIP,
         max_body: int,
         hsts: bool,
+        max_headers: int = 16_384,
         retry_after: int,
         rate_limits: RateLimits | None = None,
         cors: CORSMiddleware | None = None,
@@ -66,6 +72,7 @@ class GatehouseMiddleware:
         self.metrics = metrics
         self.client_ip = client_ip
         self.max_body = max_body
+        self.max_headers = max_headers
         self.hsts = hsts
         self.retry_after = retry_after
         self.log = structlog.get_logger("gatehouse.access")
@@ -82,6 +89,9 @@ class GatehouseMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # Counted before anything reads a header: cookie and header parsers downstream only
+        # ever see a bounded section (CVE-2024-7592 made a 20 KB Cookie cost 0.7 s).
+        oversized = sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_headers
         headers = dict(scope["headers"])  # last value wins; fine for the headers read here
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
@@ -92,18 +102,28 @@ class GatehouseMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_ip"] = ip
+        state["rate_key"] = rate_key(ip)  # what every per-IP limit counts (IPv6: the /64)
+        method: str = scope["method"]
+        if method == "HEAD":
+            # HEAD is GET without the body (RFC 9110 §9.3.2) on every GET route, so monitors can
+            # probe with it. The app routes a copy as GET; the server keeps its own scope, and
+            # with it the knowledge that this answer has no body.
+            scope = {**scope, "method": "GET"}
         path: str = scope["path"]
         is_api = path.startswith("/api/")
         legacy = is_api and not path.startswith("/api/v1/") and path != "/api/v1"
         status_holder = [0]
-        extra = self._response_headers(request_id, is_api, legacy, path)
+        extra = self._response_headers(request_id, is_api, legacy, scope)
 
         async def send_wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra, *state.get("extra_headers", ())]
-            elif status_holder[0] >= 400 and "error_code" not in state:
-                state["error_code"] = _code_of(message.get("body", b""))
+            elif message["type"] == "http.response.body":
+                if status_holder[0] >= 400 and "error_code" not in state:
+                    state["error_code"] = _code_of(message.get("body", b""))
+                if method == "HEAD" and message.get("body"):
+                    message = {**message, "body": b""}
             await send(message)
 
         own_send: Send = send_wrapped  # for answers made here rather than by the app
@@ -112,9 +132,12 @@ class GatehouseMiddleware:
                                          request_headers=Headers(scope=scope))
         bucket = bucket_for(scope["method"], path) if self.rate_limits is not None else None
         try:
+            if oversized:
+                await self._send_problem(errors.HeadersTooLarge(), request_id, own_send)
+                return
             if bucket is not None:
                 assert self.rate_limits is not None
-                await self.rate_limits.hit(bucket, ip, state)  # 429, or 503 if Redis is down
+                await self.rate_limits.hit(bucket, state["rate_key"], state)  # 429, or 503
             early = self._precheck(scope, headers)
             if early is not None:
                 await self._send_problem(early, request_id, own_send)
@@ -131,18 +154,17 @@ class GatehouseMiddleware:
                 response = unexpected_response(exc, request_id, self.retry_after)
                 await response(scope, receive, own_send)
         finally:
-            self._record(scope, state, status_holder[0] or 500, started, request_id, ip, path)
+            self._record(scope, method, state, status_holder[0] or 500, started, request_id, ip)
 
     def _response_headers(
-        self, request_id: str, is_api: bool, legacy: bool, path: str
+        self, request_id: str, is_api: bool, legacy: bool, scope: Scope
     ) -> list[tuple[bytes, bytes]]:
         extra = [(b"x-request-id", request_id.encode()), *self._static]
-        if is_api or path.startswith("/metrics"):
+        if is_api or scope["path"].startswith("/metrics"):
             extra.append((b"cache-control", b"no-store"))
         if legacy:
-            successor = "/api/v1/" + path[len("/api/"):]
             extra.append((b"deprecation", _DEPRECATION))
-            extra.append((b"link", f'<{successor}>; rel="successor-version"'.encode("latin-1")))
+            extra.append((b"link", b"<" + _successor(scope) + b'>; rel="successor-version"'))
         return extra
 
     def _precheck(self, scope: Scope, headers: dict[bytes, bytes]) -> errors.GatehouseError | None:
@@ -189,12 +211,12 @@ class GatehouseMiddleware:
         await response({"type": "http"}, _no_receive, send)
 
     def _record(
-        self, scope: Scope, state: dict[str, Any], status: int, started: float,
-        request_id: str, ip: str, path: str,
+        self, scope: Scope, method: str, state: dict[str, Any], status: int, started: float,
+        request_id: str, ip: str,
     ) -> None:
+        path: str = scope["path"]
         elapsed = time.perf_counter() - started
         route = _route_template(scope, path)
-        method = scope["method"]
         self.metrics.http_requests.labels(method, route, str(status)).inc()
         self.metrics.http_duration.labels(method, route).observe(elapsed)
         self.log.info(
@@ -209,6 +231,21 @@ class GatehouseMiddleware:
             user_id=state.get("user_id"),
             ip=ip,
         )
+
+
+def _successor(scope: Scope) -> bytes:
+    """`/api/v1/...` for an unversioned `/api/...` request, from the path as sent.
+
+    Built from the raw path, never the decoded one: `/api/%0d%0a` decoded is a CR LF that
+    would split the header (the server then drops the connection), and `/api/%E2%82%AC`
+    decoded is not Latin-1. Some servers (httpx's ASGI transport) keep the query on raw_path.
+    """
+    raw = (scope.get("raw_path") or b"").split(b"?", 1)[0]
+    if raw.startswith(b"/api/"):
+        return quote(b"/api/v1/" + raw[len(b"/api/"):], safe=_URI_PATH_SAFE).encode("ascii")
+    # No raw path, or one spelled differently (`/%61pi/...`): encode the decoded path.
+    rest = scope["path"][len("/api/"):].encode("utf-8", "surrogateescape")
+    return quote(b"/api/v1/" + rest, safe=_URI_PATH_SAFE.replace("%", "")).encode("ascii")
 
 
 def _route_template(scope: Scope, path: str) -> str:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from gatehouse import errors
 from gatehouse.store.db.engine import outage_of
@@ -30,6 +31,7 @@ STATUS: dict[type[errors.GatehouseError], int] = {
     errors.MethodNotAllowed: 405,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.HeadersTooLarge: 431,
     errors.UnsupportedMediaType: 415,
     errors.ValidationFailed: 422,
     errors.TooManyRequests: 429,
@@ -129,6 +131,22 @@ def safe_frames(exc: BaseException) -> list[str]:
     return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in tb[-12:]]
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers (RFC 9110 §15.5.6), HEAD wherever GET is.
+
+    The router's own 405 names only the first route that matched the path, so
+    `PUT /users/profile` said `Allow: GET` although PATCH works there too.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")  # the middleware answers HEAD on every GET route
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.GatehouseError)
@@ -157,8 +175,8 @@ def install(app: FastAPI) -> None:
         else:
             error = errors.InternalError()
         response = problem_response(error, request_id_of(request))
-        if exc.status_code == 405 and exc.headers and "allow" in {k.lower() for k in exc.headers}:
-            response.headers["Allow"] = {k.lower(): v for k, v in exc.headers.items()}["allow"]
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     app.add_exception_handler(errors.GatehouseError, on_domain_error)

@@ -1,11 +1,24 @@
-"""Request and response bodies. Requests refuse unknown fields (API.md §1)."""
+"""Request and response bodies. Requests refuse unknown fields (API.md §1).
+
+Booleans in requests are JSON `true`/`false` only (`StrictBool`): pydantic's lax
+mode would read `0`, `"false"` or `"off"` as false, so a typo could silently
+re-enable an account.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    field_validator,
+)
 
 Timestamp = Annotated[
     datetime,
@@ -68,14 +81,14 @@ class AdminUserCreate(Strict):
 class AdminUserPatch(Strict):
     name: Name | None = None
     roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class ApiKeyCreate(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     scopes: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
     expires_at: AwareDatetime | None = None
-    require_signature: bool = False
+    require_signature: StrictBool = False
 
 
 class ClientErrorIn(Strict):

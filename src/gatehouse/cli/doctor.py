@@ -1,14 +1,20 @@
-"""`gatehouse doctor`: configuration, secrets, database, migrations, cache, keys, integrations."""
+"""`gatehouse doctor`: configuration, secrets, database, migrations, cache, keys, integrations.
+
+Also the Python runtime: a release with a known security bug that reaches an
+HTTP service is a warning (exit status unchanged), with the release that fixes it.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import asdict, dataclass, field
 
 import typer
 from rich.markup import escape
 
 from gatehouse.cli.common import out
+from gatehouse.secrets_policy import weakness  # shared with `serve`
 from gatehouse.settings import Settings, SettingsError, load_settings
 
 
@@ -18,20 +24,56 @@ class DoctorCheck:
     ok: bool
     detail: str
     hint: str = ""
+    # A warning passes (`ok`), prints WARN and is listed in --json's `warnings`.
+    warning: bool = field(default=False, repr=False)
+
+
+@dataclass(frozen=True)
+class RuntimeAdvisory:
+    """A CPython security bug that an HTTP service reaches, and the releases that fix it."""
+
+    cve: str
+    summary: str
+    fixed_in: tuple[tuple[int, int, int], ...]  # the first fixed release of each affected branch
+    first_unaffected_branch: tuple[int, int]  # branches from this one on were never affected
+
+    def affects(self, version: tuple[int, int, int]) -> str | None:
+        """The release that fixes `version`'s branch when `version` is affected, else None."""
+        if version[:2] >= self.first_unaffected_branch:
+            return None
+        for fixed in self.fixed_in:
+            if fixed[:2] == version[:2]:
+                return ".".join(map(str, fixed)) if version < fixed else None
+        # An older branch than any fix: upgrade to the oldest fixed branch.
+        return ".".join(map(str, min(self.fixed_in)))
+
+
+# Only bugs that reach the service. CVE-2024-7592: quadratic unquoting of "-quoted cookie
+# values (gh-123067); Starlette parsed request cookies with it (Gatehouse now parses them
+# itself, see api/cookies.py, but other code in the interpreter may not).
+RUNTIME_ADVISORIES = (
+    RuntimeAdvisory(
+        "CVE-2024-7592", "quadratic-time parsing of quoted cookies (http.cookies)",
+        ((3, 8, 20), (3, 9, 20), (3, 10, 15), (3, 11, 10), (3, 12, 6)), (3, 13),
+    ),
+)
+
+
+def check_runtime(version: tuple[int, int, int] | None = None) -> DoctorCheck:
+    """Warn when this Python release has a known security bug that reaches the service."""
+    current = version or (sys.version_info.major, sys.version_info.minor, sys.version_info.micro)
+    shown = ".".join(map(str, current))
+    found = [(a, fix) for a in RUNTIME_ADVISORIES if (fix := a.affects(current)) is not None]
+    if not found:
+        return DoctorCheck("python_runtime", True, f"Python {shown}, no known advisory")
+    detail = "; ".join(f"{a.cve}: {a.summary}, fixed in {fix}" for a, fix in found)
+    newest = max((fix for _, fix in found), key=lambda v: tuple(map(int, v.split("."))))
+    return DoctorCheck("python_runtime", True, f"Python {shown} has {detail}",
+                       f"upgrade Python to {newest} or later", warning=True)
 
 
 # Checks that fail because of the configuration itself: exit 2, like `serve` and `db`.
 CONFIG_CHECKS = {"settings", "jwt_secret", "encryption_key", "signing_keys"}
-
-
-def weakness(raw: str) -> str | None:
-    """Why a secret does not look random (a pattern a person typed), or None."""
-    if len(set(raw)) < 8:
-        return "fewer than 8 distinct characters"
-    for period in range(1, min(16, len(raw) // 2) + 1):
-        if raw == (raw[:period] * (len(raw) // period + 1))[:len(raw)]:
-            return f"repeats a {period}-character pattern"
-    return None
 
 
 def _strength(name: str, variable: str, raw: str, size: str) -> DoctorCheck:
@@ -120,6 +162,7 @@ def run_checks(online: bool = False) -> list[DoctorCheck]:
     checks += _secrets(settings)
     checks += asyncio.run(_services(settings))
     checks += _integrations(settings, online)
+    checks.append(check_runtime())
     return checks
 
 
@@ -131,12 +174,15 @@ def doctor(
     checks = run_checks(online)
     ok = all(c.ok for c in checks)
     if as_json:
-        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+        shown = [{k: v for k, v in asdict(c).items() if k != "warning"} for c in checks]
+        warnings = [c.name for c in checks if c.warning]
+        print(json.dumps({"ok": ok, "checks": shown, "warnings": warnings}, indent=2))
     else:
         # One line per check, never wrapped, so each problem reads (and greps) as one line.
         width = max(len(c.name) for c in checks)
         for c in checks:
-            mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
+            mark = ("[yellow]WARN[/yellow]" if c.warning else "[green]ok  [/green]") if c.ok \
+                else "[red]FAIL[/red]"
             hint = f" [dim]({escape(c.hint)})[/dim]" if c.hint else ""
             out.print(f"{mark} {c.name:<{width}}  {escape(c.detail)}{hint}", soft_wrap=True)
     config_broken = any(c.name in CONFIG_CHECKS and not c.ok for c in checks)
