@@ -98,6 +98,15 @@ class ClientErrorIn(Strict):
     request_id: Annotated[str, Field(max_length=64)] | None = None
 
 
+class ClientErrorOut(BaseModel):
+    """A recent browser error report (GET /ops/client-errors); `url` has no query or fragment."""
+
+    at: str
+    message: str
+    url: str | None
+    request_id: str | None
+
+
 class UserOut(BaseModel):
     id: str
     email: str

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from gatehouse.api.deps import Ctx, authenticate, client_ip
-from gatehouse.api.schemas import ClientErrorIn
+from gatehouse.api.deps import Ctx, Principal, RequirePermission, authenticate, client_ip
+from gatehouse.api.schemas import ClientErrorIn, ClientErrorOut, Page
 from gatehouse.errors import PermissionDenied
+from gatehouse.ops.client_errors import recent_client_errors
 from gatehouse.ops.health import readiness
 
 router = APIRouter(tags=["ops"])
@@ -65,6 +66,15 @@ async def report_client_error(body: ClientErrorIn, request: Request) -> dict[str
     log.warning("client_error", message=body.message[:500], url=body.url, ip=client_ip(request),
                 reported_request_id=body.request_id,
                 request_id=request.scope["state"].get("request_id"))
+    recent_client_errors(request.app.state).add(
+        message=body.message, url=body.url, request_id=body.request_id)
     return {"accepted": True}
+
+
+@client_errors.get("/ops/client-errors", response_model=Page[ClientErrorOut])
+async def list_client_errors(_: Annotated[Principal, Depends(RequirePermission("ops:read"))],
+                             request: Request) -> dict[str, Any]:
+    """The last 50 browser error reports this process received, newest first (`ops:read`)."""
+    return {"items": recent_client_errors(request.app.state).newest_first(), "next_cursor": None}
 
 
