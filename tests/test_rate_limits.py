@@ -167,6 +167,51 @@ async def test_each_client_ip_has_its_own_bucket(make_app: Any) -> None:
 
 
 @pytest.mark.asyncio
+async def test_ipv6_clients_share_a_bucket_per_64_prefix(make_app: Any) -> None:
+    """Addresses of one IPv6 /64 (one subscriber) share a bucket, so rotating through it buys
+    nothing; another /64 has its own, and an IPv4-mapped address counts as the IPv4 one."""
+    app = make_app(GATEHOUSE_RATE_LIMIT="2/minute")
+    async with (
+        asgi_client(app, client_ip="2001:db8:1:2::1") as first,
+        asgi_client(app, client_ip="2001:db8:1:2:ffff:ffff:ffff:fffe") as same_64,
+        asgi_client(app, client_ip="2001:db8:1:3::1") as next_64,
+        asgi_client(app, client_ip="10.0.0.1") as ipv4,
+        asgi_client(app, client_ip="::ffff:10.0.0.1") as mapped,
+    ):
+        assert (await first.get(PROFILE)).status_code == 401
+        assert (await same_64.get(PROFILE)).status_code == 401
+        _assert_rate_limited(await first.get(PROFILE))
+        _assert_rate_limited(await same_64.get(PROFILE))
+        r = await next_64.get(PROFILE)
+        assert (r.status_code, _limits(r)[1]) == (401, 1)
+        assert (await ipv4.get(PROFILE)).status_code == 401
+        assert (await mapped.get(PROFILE)).status_code == 401
+        _assert_rate_limited(await mapped.get(PROFILE))
+
+
+@pytest.mark.asyncio
+async def test_ipv6_login_bucket_counts_per_64_and_logs_keep_the_full_address(
+    make_app: Any,
+) -> None:
+    """The login bucket (GATEHOUSE_AUTH_RATE_LIMIT) counts an IPv6 /64 as one client too, while
+    the session records the client's full address."""
+    app = make_app(GATEHOUSE_AUTH_RATE_LIMIT="2/minute")
+    await create_user(app.state.ctx)
+    peers = [f"2001:db8:5:6::{i}" for i in range(1, 4)]
+    clients = [asgi_client(app, client_ip=peer) for peer in peers]
+    try:
+        answers = [await c.post("/api/v1/auth/login", json=CREDENTIALS) for c in clients]
+        assert [r.status_code for r in answers] == [200, 200, 429]
+        _assert_rate_limited(answers[2])
+        mine = bearer(answers[1].json())
+        sessions = await clients[0].get("/api/v1/auth/sessions", headers=mine)
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sorted(s["ip"] for s in sessions.json()["items"]) == peers[:2]
+
+
+@pytest.mark.asyncio
 async def test_spoofed_forwarded_for_is_ignored_by_default(make_app: Any) -> None:
     """Without GATEHOUSE_TRUSTED_PROXIES a client cannot escape its bucket with X-Forwarded-For."""
     app = make_app(GATEHOUSE_RATE_LIMIT="2/minute")

@@ -164,6 +164,61 @@ async def test_per_ip_ceiling_throttles_the_ip_across_emails(make_app: Any) -> N
 
 
 @pytest.mark.asyncio
+async def test_ipv6_pair_throttle_counts_the_whole_64(make_app: Any) -> None:
+    """Moving to another address of the same IPv6 /64 does not escape the email+IP lock; another
+    /64 is another client. Audit events keep the full address."""
+    app = make_app(LOGIN_MAX_FAILURES="2")
+    ctx: Context = app.state.ctx
+    await create_user(ctx)
+    await create_user(ctx, "root@example.com", ["admin"], name="Root")
+    async with (
+        asgi_client(app, client_ip="2001:db8:7:8::1") as attacker,
+        asgi_client(app, client_ip="2001:db8:7:8:dead:beef:0:1") as same_64,
+        asgi_client(app, client_ip="2001:db8:7:9::1") as next_64,
+        asgi_client(app) as ops,
+    ):
+        assert (await _attempt(attacker)).status_code == 401
+        assert (await _attempt(same_64)).status_code == 401
+        _throttled(await _attempt(same_64, password=PASSWORD))
+        _throttled(await _attempt(attacker, password=PASSWORD))
+        assert (await _attempt(next_64, password=PASSWORD)).status_code == 200
+        failures = await _audit(ops, bearer(await login(ops, "root@example.com")), "login.failure")
+    assert sorted(e["ip"] for e in failures) == ["2001:db8:7:8::1", "2001:db8:7:8:dead:beef:0:1"]
+
+
+@pytest.mark.asyncio
+async def test_ipv6_per_ip_ceiling_counts_the_whole_64(make_app: Any) -> None:
+    """Spraying many emails from many addresses of one /64 reaches the per-IP ceiling as from one
+    address."""
+    app = make_app(LOGIN_MAX_FAILURES="100", GATEHOUSE_LOGIN_IP_CEILING="3")
+    await create_user(app.state.ctx)
+    for i in range(4):
+        async with asgi_client(app, client_ip=f"2001:db8:a:b::{i + 1:x}") as sprayer:
+            assert (await _attempt(sprayer, f"user{i}@example.com")).status_code == 401
+    async with asgi_client(app, client_ip="2001:db8:a:b:1:2:3:4") as same_64:
+        _throttled(await _attempt(same_64, password=PASSWORD))
+    async with asgi_client(app, client_ip="2001:db8:a:c::1") as next_64:
+        assert (await _attempt(next_64, password=PASSWORD)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_ipv6_wrong_current_password_counts_for_the_whole_64(make_app: Any) -> None:
+    """Guessing the current password through password change from rotating addresses of one /64
+    meets the same email+IP lock as login."""
+    app = make_app(LOGIN_MAX_FAILURES="2")
+    await create_user(app.state.ctx)
+    body = {"current_password": WRONG, "new_password": "a-brand-new-passphrase-42"}
+    async with asgi_client(app, client_ip="2001:db8:c:d::1") as first:
+        tokens = await login(first)
+        r = await first.post("/api/v1/users/profile/password", json=body, headers=bearer(tokens))
+        assert r.status_code == 422
+    async with asgi_client(app, client_ip="2001:db8:c:d::2") as second:
+        r = await second.post("/api/v1/users/profile/password", json=body, headers=bearer(tokens))
+        assert r.status_code == 422
+        _throttled(await _attempt(second, password=PASSWORD))
+
+
+@pytest.mark.asyncio
 async def test_parallel_guesses_get_no_more_verdicts_than_max_failures(make_app: Any) -> None:
     """A burst of parallel wrong guesses cannot outrun the counter: only LOGIN_MAX_FAILURES of them
     get a 401."""
@@ -200,6 +255,33 @@ async def test_throttled_logins_are_audited_and_counted(make_app: Any) -> None:
     assert len(failures) == 2
     assert metric(text, "gatehouse_auth_logins_total", result="throttled") == 3
     assert metric(text, "gatehouse_auth_logins_total", result="invalid_credentials") == 2
+
+
+@pytest.mark.asyncio
+async def test_a_password_typed_into_the_email_field_stays_out_of_the_audit_log(
+    make_app: Any,
+) -> None:
+    """login.failure and login.throttled keep the identifier only when it is a well-formed
+    address; anything else (a password typed in the wrong field) is recorded as a marker."""
+    app = make_app(LOGIN_MAX_FAILURES="1")
+    ctx: Context = app.state.ctx
+    await create_user(ctx, "root@example.com", ["admin"], name="Root")
+    secret = "Sup3r-s3cret passphrase!"
+    async with asgi_client(app, client_ip="10.5.0.1") as client, asgi_client(app) as ops:
+        assert (await _attempt(client, email=secret, password="x")).status_code == 401
+        _throttled(await _attempt(client, email=secret, password="x"))
+        assert (await _attempt(client, email="bob@example.com")).status_code == 401
+        root = bearer(await login(ops, "root@example.com"))
+        r = await ops.get("/api/v1/admin/audit", params={"limit": 200}, headers=root)
+        assert r.status_code == 200, r.text
+    events = [e for e in r.json()["items"] if e["type"] in ("login.failure", "login.throttled")]
+    assert secret.lower() not in r.text.lower()
+    seen = [(e["type"], e["data"].get("email"), e["data"].get("email_malformed")) for e in events]
+    assert sorted(seen, key=repr) == [
+        ("login.failure", "bob@example.com", None),
+        ("login.failure", None, True),
+        ("login.throttled", None, True),
+    ]
 
 
 @pytest.mark.asyncio

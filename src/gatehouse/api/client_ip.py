@@ -3,6 +3,12 @@
 API.md §1: `X-Forwarded-For` is believed only from `GATEHOUSE_TRUSTED_PROXIES`.
 Addresses are canonicalised (one spelling per address, IPv4-mapped IPv6 as IPv4)
 so that rate-limit and throttle buckets cannot be dodged by rewriting them.
+
+Every per-IP limit and throttle counts by `rate_key`, derived once per request
+next to the address: IPv4 by address, IPv6 by its /64 prefix (API.md §4). One
+IPv6 subscriber usually holds a whole /64 (RFC 6177 and SLAAC), so counting
+single addresses would hand each attacker 2**64 fresh buckets. Logs and audit
+events keep the full address.
 """
 
 from __future__ import annotations
@@ -21,6 +27,18 @@ def canonical_ip(text: str) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped  # "::ffff:10.0.0.1": an IPv4 peer on a dual-stack socket
     return str(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def rate_key(ip: str) -> str:
+    """What per-IP limits count: the IPv4 address, or the /64 an IPv6 address lies in."""
+    canonical = canonical_ip(ip)
+    if canonical is None:
+        return ip  # "unknown" (no peer): one shared bucket, as before
+    addr = ipaddress.ip_address(canonical)
+    if isinstance(addr, ipaddress.IPv4Address):
+        return canonical
+    return str(ipaddress.IPv6Network((addr, 64), strict=False))
 
 
 class ClientIP:

@@ -67,6 +67,7 @@ def actor_of(request: Request, principal: Principal | None = None) -> Actor:
         ip=client_ip(request),
         request_id=request.scope["state"].get("request_id"),
         user_agent=request.headers.get("user-agent"),
+        rate_key=request.scope["state"].get("rate_key"),
     )
 
 

@@ -29,6 +29,8 @@ class Actor:
     ip: str | None = None
     request_id: str | None = None
     user_agent: str | None = None
+    # What per-IP limits and login throttling count this client by (IPv6: its /64); not audited.
+    rate_key: str | None = None
 
 
 CLI = Actor()

@@ -22,6 +22,7 @@ class ServerKeys:
         self.refresh_successor = self._derive("refresh-successor")
         self.csrf = self._derive("csrf")
         self.api_key_hash = self._derive("api-key-hash")
+        self.device = self._derive("device-cookie")
         self._aead = AESGCM(self._derive("aead"))
 
     def _derive(self, purpose: str) -> bytes:

@@ -49,7 +49,7 @@ from gatehouse.errors import (
 from gatehouse.ops.metrics import Metrics
 from gatehouse.store.db.models import RefreshToken, Session, User
 from gatehouse.store.db.units import UnitRunner
-from gatehouse.users.emails import normalize_email
+from gatehouse.users.emails import audit_email, normalize_email
 from gatehouse.users.service import find_by_email, set_password_hash
 
 _TOKEN = re.compile(r"^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$")
@@ -128,32 +128,37 @@ class SessionService(SessionAdmin):
     # -- login ----------------------------------------------------------------------
 
     async def login(
-        self, email: str, password: str, actor: Actor, *, auth_mode: str = "token"
+        self, email: str, password: str, actor: Actor, *, auth_mode: str = "token",
+        device_user_id: str | None = None,
     ) -> IssuedTokens:
+        """`device_user_id`: whom the client's `gh_device` cookie vouches for (auth/devices.py)."""
         email = normalize_email(email)
-        ip = actor.ip or "unknown"
+        ip = actor.rate_key or actor.ip or "unknown"
         try:
-            await self.throttle.check(email, ip)
             async with self.db() as db:
                 user = await find_by_email(db, email)
+            # A device cookie of this very account lifts the per-email ceiling (API.md §4).
+            known = user is not None and device_user_id is not None and hmac.compare_digest(
+                user.id.encode(), device_user_id.encode())
+            await self.throttle.check(email, ip, known_device=known)
             verification = await self.hasher.verify(user.password_hash if user else None, password)
             # Settle with the throttle before answering: if parallel attempts locked the
             # pair while this one was being verified, it answers 429 too (no verdict).
             if user is None or not verification.ok:
-                await self.throttle.failed(email, ip)
+                await self.throttle.failed(email, ip, known_device=known)
             elif user.disabled:
-                await self.throttle.check(email, ip)
+                await self.throttle.check(email, ip, known_device=known)
             else:
-                await self.throttle.succeeded(email, ip)
+                await self.throttle.succeeded(email, ip, known_device=known)
         except LoginThrottled:
             self.metrics.logins.labels("throttled").inc()
             async with self.db.begin() as db:
-                await record(db, "login.throttled", actor, email=email)
+                await record(db, "login.throttled", actor, **audit_email(email))
             raise
         if user is None or not verification.ok:
             self.metrics.logins.labels("invalid_credentials").inc()
             async with self.db.begin() as db:
-                await record(db, "login.failure", actor, email=email,
+                await record(db, "login.failure", actor, **audit_email(email),
                              target_user_id=user.id if user else None)
             raise InvalidCredentials()
         if user.disabled:

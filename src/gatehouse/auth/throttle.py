@@ -6,10 +6,14 @@ Three counters, all configurable:
   `max_wait`). An answer of 429 is not checked against the password and does
   not count; the first wrong password after the wait answers 401 and doubles
   the next wait.
-- email (all IPs): more than `email_ceiling` failures within `email_window`.
+- email (all IPs): more than `email_ceiling` failures within `email_window`,
+  except for a client showing a valid `gh_device` cookie of that account
+  (`known_device`, see auth/devices.py): strangers cannot lock the owner out.
+  Its failures still count, and the other two counters still apply to it.
 - IP (all emails): more than `ip_ceiling` failures within `ip_window`.
 Unknown emails are counted exactly like real ones, so the answers reveal
-nothing. Keys hold a hash of the email, never the address.
+nothing. Keys hold a hash of the email, never the address. `ip` is the
+client's rate key (api/client_ip.py): an IPv6 client counts by its /64.
 
 Parallel guesses: `check` runs before the (slow) password check, so a burst
 of parallel attempts would all pass it. `failed` and `succeeded` therefore
@@ -50,15 +54,20 @@ class LoginThrottle:
         self.kv = kv
         self.policy = policy
 
-    async def check(self, email: str, ip: str) -> None:
-        """Raise LoginThrottled, with the longest wait in force, when this attempt must not run."""
+    async def check(self, email: str, ip: str, *, known_device: bool = False) -> None:
+        """Raise LoginThrottled, with the longest wait in force, when this attempt must not run.
+
+        `known_device`: the client proved an earlier sign-in to this account, so the per-email
+        ceiling (which anyone can push over) does not apply to it.
+        """
         e = _email_key(email)
         lock_key, email_key, ip_key = f"ll:{e}:{ip}", f"le:{e}", f"li:{ip}"
         lock, per_email, per_ip = await self.kv.get_many([lock_key, email_key, ip_key])
         blocking = []
         if lock is not None:
             blocking.append(lock_key)
-        if per_email is not None and int(per_email) > self.policy.email_ceiling:
+        over_ceiling = per_email is not None and int(per_email) > self.policy.email_ceiling
+        if over_ceiling and not known_device:
             blocking.append(email_key)
         if per_ip is not None and int(per_ip) > self.policy.ip_ceiling:
             blocking.append(ip_key)
@@ -70,9 +79,9 @@ class LoginThrottle:
         left = await self.kv.ttl(key)
         return max(1, math.ceil(left)) if left is not None else 1
 
-    async def failed(self, email: str, ip: str) -> None:
+    async def failed(self, email: str, ip: str, *, known_device: bool = False) -> None:
         """Count a failed attempt; raise LoginThrottled instead if the pair got locked meanwhile."""
-        await self.check(email, ip)
+        await self.check(email, ip, known_device=known_device)
         e = _email_key(email)
         p = self.policy
         count = await self.kv.incr(f"lf:{e}:{ip}", p.failure_window)
@@ -82,9 +91,9 @@ class LoginThrottle:
             wait = min(2 ** min(count - p.max_failures, 30), p.max_wait)
             await self.kv.set(f"ll:{e}:{ip}", str(count), wait)
 
-    async def succeeded(self, email: str, ip: str) -> None:
+    async def succeeded(self, email: str, ip: str, *, known_device: bool = False) -> None:
         """Reset the email+IP counter; raise LoginThrottled instead if it got locked meanwhile."""
-        await self.check(email, ip)
+        await self.check(email, ip, known_device=known_device)
         e = _email_key(email)
         await self.kv.delete(f"lf:{e}:{ip}", f"ll:{e}:{ip}")
 

@@ -71,7 +71,10 @@ class RateLimits:
         }
 
     async def hit(self, scope: str, ip: str, state: dict[str, Any]) -> None:
-        """Count one request of `ip` in `scope`; raise RateLimited when over the limit."""
+        """Count one request of `ip` in `scope`; raise RateLimited when over the limit.
+
+        `ip` is the client's rate key (api/client_ip.py): an IPv6 client counts by its /64.
+        """
         if not self.enabled:
             return
         try:

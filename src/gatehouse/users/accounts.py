@@ -87,7 +87,7 @@ class AccountService:
     async def change_password(
         self, user: User, session_id: str | None, current: str, new: str, actor: Actor
     ) -> None:
-        ip = actor.ip or "unknown"
+        ip = actor.rate_key or actor.ip or "unknown"  # an IPv6 client counts by its /64
         await self.throttle.check(user.email, ip)
         verification = await self.hasher.verify(user.password_hash, current)
         if not verification.ok:

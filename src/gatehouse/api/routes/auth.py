@@ -28,6 +28,7 @@ from gatehouse.api.schemas import (
     UserOut,
     ValidateOut,
 )
+from gatehouse.auth import devices
 from gatehouse.auth.sessions import IssuedTokens
 from gatehouse.context import Context
 from gatehouse.errors import RefreshInvalid
@@ -86,16 +87,34 @@ def _answer(ctx: Context, issued: IssuedTokens, cookie_mode: bool) -> JSONRespon
     })
 
 
+def _device_cookies(ctx: Context) -> devices.DeviceCookies:
+    return devices.DeviceCookies(ctx.server_keys.device)
+
+
+def _set_device_cookie(response: Response, ctx: Context, user_id: str) -> None:
+    """`gh_device` (API.md §4): this browser signed in as `user_id`; in token and cookie mode."""
+    # Path /api: the login route lives under /api/v1/auth and /api/auth, and nothing outside
+    # /api needs it. SameSite=Strict: no other site can make a browser present it.
+    response.set_cookie(devices.COOKIE, _device_cookies(ctx).issue(user_id),
+                        max_age=devices.MAX_AGE, path="/api", secure=ctx.settings.secure_cookies,
+                        httponly=True, samesite="strict")
+
+
 @public.post("/auth/login", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
 async def login(body: LoginIn, request: Request, ctx: Ctx) -> JSONResponse:
     """Password login. `X-Auth-Mode: cookie` answers with cookies instead of tokens."""
     cookie_mode = _cookie_mode(request)
     if cookie_mode:
         check_origin(request, ctx)  # no login CSRF from foreign sites
+    # Forged, foreign or expired device cookies vouch for nobody: ignored, never an error.
+    device_user_id = _device_cookies(ctx).user_of(request.cookies.get(devices.COOKIE))
     issued = await ctx.sessions.login(
-        body.email, body.password, actor_of(request), auth_mode="cookie" if cookie_mode else "token"
+        body.email, body.password, actor_of(request),
+        auth_mode="cookie" if cookie_mode else "token", device_user_id=device_user_id,
     )
-    return _answer(ctx, issued, cookie_mode)
+    response = _answer(ctx, issued, cookie_mode)
+    _set_device_cookie(response, ctx, issued.user.id)
+    return response
 
 
 @public.post("/auth/refresh", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
