@@ -17,7 +17,7 @@ from gatehouse.api import cookies, openapi, problem
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
-from gatehouse.api.routes import admin, auth, ops, push, users, web
+from gatehouse.api.routes import admin, auth, docs, ops, push, users, web
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
@@ -103,7 +103,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted authentication and API-token service.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI from the package, not a CDN: api/routes/docs.py
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -120,6 +120,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         for router in routers:
             _add_routes(app, router, prefix=prefix, deprecated=deprecated)
     _add_routes(app, web.router(console=settings.console == "on"), prefix="")
+    _add_routes(app, docs.router(app.title), prefix="")
 
     cors: dict[str, Any] | None = None
     if settings.cors_origins:

@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     password_min_length: int = Field(12, ge=8, le=128, alias="GATEHOUSE_PASSWORD_MIN_LENGTH")
 
     max_body_bytes: int = Field(65_536, ge=1024, alias="GATEHOUSE_MAX_BODY_BYTES")
+    max_header_bytes: int = Field(16_384, ge=4096, le=1_048_576, alias="GATEHOUSE_MAX_HEADER_BYTES")
     db_pool_size: int = Field(20, ge=1, le=200, alias="GATEHOUSE_DB_POOL_SIZE")
     retry_after_seconds: int = Field(5, ge=1, le=300, alias="GATEHOUSE_RETRY_AFTER")
 
@@ -113,7 +114,6 @@ class Settings(BaseSettings):
     dev: bool = Field(False, alias="GATEHOUSE_DEV")
 
     @field_validator("log_level", "signup", "rate_limits", "console", mode="before")
-    max_header_bytes: int = Field(16_384, ge=4096, le=1_048_576, alias="GATEHOUSE_MAX_HEADER_BYTES")
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

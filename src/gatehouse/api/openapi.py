@@ -1,10 +1,19 @@
-"""The OpenAPI document declares every error answer as RFC 9457 problem+json (API.md §2).
+"""The OpenAPI document: problem answers, security schemes and the rules the service enforces.
 
 FastAPI only knows the success answer and its own 422 shape
-(`HTTPValidationError`), which Gatehouse never sends. `install` post-processes
-the generated document once: each `/api` operation lists the problem answers
-it can give, with the `Problem` schema (422 adds a non-empty `errors`, 429 and
-503 add `retry_after`), so clients and schemathesis can rely on it.
+(`HTTPValidationError`), which Gatehouse never sends, and nothing of how a
+credential travels (the routes read it in `api/deps.py`). `install`
+post-processes the generated document once:
+
+- each `/api` operation lists the problem answers it can give, with the
+  `Problem` schema (RFC 9457; 422 adds a non-empty `errors`, 429 and 503 add
+  `retry_after`);
+- `components.securitySchemes` declares the three ways a credential travels
+  (API.md §1: Bearer token or API key, `X-API-Key`, the `gh_access` cookie),
+  and each protected operation names the ones it takes and the permission it
+  needs, read from its dependencies (so Swagger UI's "Authorize" works);
+- request rules the service enforces beyond pydantic's types (emails are
+  addresses where they create an account; passwords at most 1024 UTF-8 bytes).
 """
 
 from __future__ import annotations
@@ -12,6 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from gatehouse.api import deps
 
 PROBLEM = "application/problem+json"
 
@@ -58,6 +71,30 @@ _ANSWERS: dict[int, tuple[str, list[str]]] = {
     500: ("Internal error", []),
     503: ("A dependency is unavailable (see Retry-After)", ["retry_after"]),
 }
+_ANSWERS[431] = ("Request header fields too large: headers_too_large", [])
+
+BEARER, API_KEY, COOKIE = "bearerAuth", "apiKeyHeader", "accessCookie"
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    BEARER: {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "An access token from `POST /api/v1/auth/login`, or an API key "
+                       "(`gh_...`) on routes that take one.",
+    },
+    API_KEY: {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "An API key (`gh_...`); keys created with `require_signature` also "
+                       "send `X-Signature`.",
+    },
+    COOKIE: {
+        "type": "apiKey", "in": "cookie", "name": "gh_access",
+        "description": "Cookie mode (browsers): unsafe methods also need `X-CSRF-Token`.",
+    },
+}
+_ANY_CREDENTIAL = [{BEARER: []}, {API_KEY: []}, {COOKIE: []}]
+_USER_SESSION = [{BEARER: []}, {COOKIE: []}]
+# Fields whose values the service checks as email addresses (422 otherwise).
+_EMAIL_FIELDS = {"RegisterIn": ["email"], "AdminUserCreate": ["email"]}
+_PASSWORD_FIELDS = ("password", "current_password", "new_password")
 _BODY_METHODS = {"post", "put", "patch"}
 _METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -75,7 +112,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         return [401, 403, 500, 503]
     if not path.startswith("/api/"):
         return []
-    statuses = [401, 403, 404, 422, 429, 500, 503]
+    statuses = [401, 403, 404, 422, 429, 431, 500, 503]
     if method in _BODY_METHODS or "requestBody" in operation:
         statuses += [409, 413, 415]
     return sorted(statuses)
@@ -99,14 +136,81 @@ def declare_problems(document: dict[str, Any]) -> None:
             schemas.pop(name, None)
 
 
+def _calls(dependant: Dependant) -> list[Any]:
+    found = [dependant.call] if dependant.call is not None else []
+    for sub in dependant.dependencies:
+        found += _calls(sub)
+    return found
+
+
+def _needs(route: APIRoute) -> tuple[list[dict[str, list[str]]], str | None] | None:
+    """The credentials a route takes and the permission it needs, from its dependencies."""
+    if route.path == "/metrics":  # checks the credential itself (or GATEHOUSE_METRICS_TOKEN)
+        return [{BEARER: []}, {API_KEY: []}], "ops:read"
+    security: list[dict[str, list[str]]] | None = None
+    permission = None
+    for call in _calls(route.dependant):
+        if call is deps.require_user_session:
+            security = _USER_SESSION
+        elif call is deps.authenticate:
+            security = security or _ANY_CREDENTIAL
+        elif getattr(call, "__qualname__", "").startswith("RequirePermission."):
+            security = security or _ANY_CREDENTIAL
+            cells = [c.cell_contents for c in getattr(call, "__closure__", None) or ()]
+            permission = next((c for c in cells if isinstance(c, str)), permission)
+    return (security, permission) if security is not None else None
+
+
+def declare_security(document: dict[str, Any], routes: list[Any]) -> None:
+    """Declare the security schemes, and on each protected operation the ones it takes."""
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        item = document.get("paths", {}).get(route.path_format)
+        needs = _needs(route)
+        if item is None or needs is None:
+            continue
+        security, permission = needs
+        for method in route.methods:
+            operation = item.get(method.lower())
+            if operation is None:
+                continue
+            operation["security"] = security
+            if security is _USER_SESSION:
+                note = "Needs a user's session (an API key answers 403 `forbidden`)."
+            else:
+                note = f"Needs the `{permission}` permission." if permission else ""
+            if note:
+                operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
+
+
+def declare_rules(document: dict[str, Any]) -> None:
+    """Request rules enforced beyond the pydantic types: email addresses, password bytes."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for name, fields in _EMAIL_FIELDS.items():
+        for field in fields:
+            prop = schemas.get(name, {}).get("properties", {}).get(field)
+            if prop is not None:
+                prop["format"] = "email"
+    for schema in schemas.values():
+        for field in _PASSWORD_FIELDS:
+            prop = schema.get("properties", {}).get(field)
+            if prop is not None and prop.get("type") == "string":
+                prop["description"] = "At most 1024 bytes in UTF-8 (422 above)."
+
+
 def install(app: FastAPI) -> None:
-    """Make `app.openapi()` and /openapi.json return the document with problem answers declared."""
+    """Make `app.openapi()` and /openapi.json return the document with problems, security
+    schemes and rules declared."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
             declare_problems(document)
+            declare_security(document, app.routes)
+            declare_rules(document)
             app.openapi_schema = document
         return app.openapi_schema
 
