@@ -15,14 +15,17 @@ from urllib.parse import urlsplit, urlunsplit
 KEEP = 50
 
 
-def _without_query(url: str | None) -> str | None:
+def page_url(url: str | None) -> str | None:
+    """A reported page address fit to log or keep: no query, fragment or user:password@
+    (any of them can carry a token); None when it is no URL at all."""
     if not url:
         return None
     try:
         parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]  # userinfo: credentials, never logged
     except ValueError:
         return None
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class RecentClientErrors:
@@ -35,7 +38,7 @@ class RecentClientErrors:
         self._items.append({
             "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "message": message[:500],
-            "url": _without_query(url),
+            "url": page_url(url),
             "request_id": request_id,
         })
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from gatehouse.api.deps import Ctx, Principal, RequirePermission, authenticate, client_ip
 from gatehouse.api.schemas import ClientErrorIn, ClientErrorOut, Page
 from gatehouse.errors import PermissionDenied
-from gatehouse.ops.client_errors import recent_client_errors
+from gatehouse.ops.client_errors import page_url, recent_client_errors
 from gatehouse.ops.health import readiness
 
 router = APIRouter(tags=["ops"])
@@ -63,7 +63,10 @@ client_errors = APIRouter(tags=["ops"])
 @client_errors.post("/client-errors", status_code=202)
 async def report_client_error(body: ClientErrorIn, request: Request) -> dict[str, Any]:
     """Browser error reports: logged (no cookies or headers) for error tracking."""
-    log.warning("client_error", message=body.message[:500], url=body.url, ip=client_ip(request),
+    # Page addresses carry tokens in their query or fragment (OAuth callbacks, reset links):
+    # only scheme, host and path reach the log and the console's list.
+    log.warning("client_error", message=body.message[:500], url=page_url(body.url),
+                ip=client_ip(request),
                 reported_request_id=body.request_id,
                 request_id=request.scope["state"].get("request_id"))
     recent_client_errors(request.app.state).add(
