@@ -64,6 +64,7 @@ def client_ip(request: Request) -> str:
 def actor_of(request: Request, principal: Principal | None = None) -> Actor:
     return Actor(
         user_id=principal.user_id if principal else None,
+        api_key_id=principal.api_key_id if principal else None,
         ip=client_ip(request),
         request_id=request.scope["state"].get("request_id"),
         user_agent=request.headers.get("user-agent"),
@@ -135,8 +136,10 @@ async def _api_key_principal(request: Request, ctx: Context, key: str) -> Princi
         key, method=request.method, target=target, body=body,
         signature=request.headers.get("x-signature"),
     )
+    # A key acts for its creator (the audit's user_id) with the scopes the creator still holds.
     return Principal(
-        user_id=None, session_id=None, roles=[], permissions=found.scopes, api_key_id=found.id,
+        user_id=found.created_by, session_id=None, roles=[], permissions=found.scopes,
+        api_key_id=found.id,
     )
 
 
@@ -170,7 +173,8 @@ async def authenticate(request: Request) -> Principal:
         raise TokenExpired()
     else:
         raise TokenMissing()
-    state["user_id"] = principal.user_id or (f"api_key:{principal.api_key_id}")
+    key_id = principal.api_key_id
+    state["user_id"] = f"api_key:{key_id}" if key_id else principal.user_id
     state["principal"] = principal
     return principal
 

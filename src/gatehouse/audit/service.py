@@ -23,12 +23,14 @@ EVENT_TYPES = frozenset({
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who did it and from where: user_id is None for the CLI."""
+    """Who did it and from where: user_id is None for the CLI; with an API key, user_id is the
+    key's creator and api_key_id the key (recorded as `data.api_key_id`, API.md §4)."""
 
     user_id: str | None = None
     ip: str | None = None
     request_id: str | None = None
     user_agent: str | None = None
+    api_key_id: str | None = None
     # What per-IP limits and login throttling count this client by (IPv6: its /64); not audited.
     rate_key: str | None = None
 
@@ -38,6 +40,8 @@ CLI = Actor()
 
 async def record(db: AsyncSession, type_: str, actor: Actor, **data: Any) -> None:
     assert type_ in EVENT_TYPES, type_
+    if actor.api_key_id is not None:
+        data["api_key_id"] = actor.api_key_id  # what was done with a key names the key
     await db.execute(
         insert(AuditEvent).values(
             at=datetime.now(UTC), type=type_, user_id=actor.user_id, ip=actor.ip,

@@ -6,6 +6,14 @@ compare: 256-bit random secrets need no slow password hash, so API-key
 traffic stays fast. Signing secrets must be recoverable to check HMACs, so
 they are stored encrypted (AES-GCM), never in the clear.
 
+A key acts with its scopes that its creator still holds (API.md §4): the
+creator's roles and `disabled` flag come in the same query as the key (an
+outer join, no extra round trip), so a demotion takes effect on the next
+request, and a disabled or deleted creator's keys answer `api_key_invalid`.
+Keys with no recorded creator (`created_by` NULL: made by the CLI, or by
+another key before 2026-12-02, when keys did not record whom they act for)
+act with their own scopes.
+
 Signature: `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(signing_secret,
 "<t>.<METHOD>.<target>.<sha256hex(body)>")>`; more than `skew` seconds off,
 or a v1 already accepted for this key within the window, is refused.
@@ -29,15 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
 from gatehouse.auth.keys import ServerKeys
-from gatehouse.auth.rbac import ALL_PERMISSIONS
+from gatehouse.auth.rbac import ALL_PERMISSIONS, ensure_holds, permissions_for
 from gatehouse.errors import (
     ApiKeyInvalid,
     NotFound,
-    PermissionDenied,
     SignatureInvalid,
     ValidationFailed,
 )
-from gatehouse.store.db.models import ApiKey
+from gatehouse.store.db.models import ApiKey, User
 from gatehouse.store.kv import KeyValueStore
 
 _KEY = re.compile(r"^gh_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
@@ -61,7 +68,8 @@ def sign(signing_secret: str, timestamp: int, method: str, target: str, body: by
 class ApiKeyPrincipal:
     id: str
     name: str
-    scopes: frozenset[str]
+    scopes: frozenset[str]  # effective: the key's scopes its creator still holds
+    created_by: str | None = None
 
 
 class ApiKeyService:
@@ -80,16 +88,15 @@ class ApiKeyService:
         self, *, name: str, scopes: list[str], expires_at: datetime | None,
         require_signature: bool, actor: Actor, grantable: frozenset[str] = ALL_PERMISSIONS,
     ) -> dict[str, Any]:
-        """Create a key; `grantable` is what the creator holds (no key mints a stronger one)."""
+        """Create a key; `grantable` is what the creator holds now (no one mints a key stronger
+        than themselves, and a key-made key acts for the same user: `actor.user_id`)."""
         unknown = sorted(set(scopes) - ALL_PERMISSIONS)
         if unknown:
             raise ValidationFailed(
                 f"Unknown scope(s); scopes are permissions: {', '.join(sorted(ALL_PERMISSIONS))}.",
                 [{"loc": ["body", "scopes"], "msg": "Unknown scope."}],
             )
-        beyond = sorted(set(scopes) - grantable)
-        if beyond:
-            raise PermissionDenied(f"You cannot grant scopes you do not hold: {', '.join(beyond)}.")
+        ensure_holds(grantable, scopes, "Creating a key with these scopes")
         now = datetime.now(UTC)
         if expires_at is not None and expires_at <= now:
             raise ValidationFailed(
@@ -107,7 +114,7 @@ class ApiKeyService:
         )
         async with self.db.begin() as db:
             db.add(row)
-            await record(db, "api_key.created", actor, api_key_id=row.id, name=name,
+            await record(db, "api_key.created", actor, target_api_key_id=row.id, name=name,
                          scopes=row.scopes, require_signature=require_signature)
         return {**self.public(row), "key": key, "signing_secret": signing_secret}
 
@@ -137,7 +144,7 @@ class ApiKeyService:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise NotFound("No such API key.")
-            await record(db, "api_key.revoked", actor, api_key_id=key_id)
+            await record(db, "api_key.revoked", actor, target_api_key_id=key_id)
 
     async def authenticate(
         self, key: str, *, method: str, target: str, body: bytes, signature: str | None
@@ -146,15 +153,20 @@ class ApiKeyService:
         if match is None:
             raise ApiKeyInvalid()
         async with self.db() as db:
-            row = (await db.scalars(
-                select(ApiKey).where(ApiKey.prefix == f"gh_{match.group(1)}")
+            found = (await db.execute(
+                select(ApiKey, User.roles, User.disabled)
+                .outerjoin(User, User.id == ApiKey.created_by)
+                .where(ApiKey.prefix == f"gh_{match.group(1)}")
             )).one_or_none()
         now = datetime.now(UTC)
+        row, creator_roles, creator_disabled = found if found is not None else (None, None, None)
         if (
             row is None
             or not hmac.compare_digest(row.key_hash, self._hash(key))
             or row.revoked_at is not None
             or (row.expires_at is not None and row.expires_at <= now)
+            # The creator was deleted (no row) or disabled: the key acts for no one.
+            or (row.created_by is not None and (creator_roles is None or creator_disabled))
         ):
             raise ApiKeyInvalid()
         if row.require_signature:
@@ -166,7 +178,10 @@ class ApiKeyService:
             # At most one write a minute per key keeps API-key traffic read-only.
             async with self.db.begin() as db:
                 await db.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-        return ApiKeyPrincipal(row.id, row.name, frozenset(row.scopes))
+        scopes = frozenset(row.scopes)
+        if row.created_by is not None:
+            scopes &= permissions_for(creator_roles or ())
+        return ApiKeyPrincipal(row.id, row.name, scopes, row.created_by)
 
     async def _check_signature(
         self, key_id: str, secret: str, method: str, target: str, body: bytes, header: str | None

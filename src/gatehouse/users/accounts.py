@@ -3,6 +3,11 @@
 Used by the HTTP routes and the CLI alike, so both apply the same rules:
 every change and its audit event commit together, and revocations are
 published to the key-value store after the commit (fail closed).
+
+Admin operations take `holder`, the caller's permissions (None for the CLI,
+which may do everything): no one grants more than they hold, nor acts on a
+user holding more than they do (`gatehouse.auth.rbac`), and the last enabled
+admin cannot be demoted, disabled or deleted (API.md §4).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
 from gatehouse.auth.passwords import PasswordHasher, check_password_policy
+from gatehouse.auth.rbac import ensure_may_act_on, ensure_may_grant
 from gatehouse.auth.sessions import SessionService
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
@@ -23,6 +29,18 @@ from gatehouse.store.db.models import Session, User
 from gatehouse.users import service as users
 from gatehouse.users.cache import UserCache
 from gatehouse.users.emails import checked_email
+
+LAST_ADMIN = (
+    "The last enabled admin cannot be demoted, disabled or deleted; make another admin first."
+)
+
+
+def _ensure_an_admin_remains(admins: list[User], user: User) -> None:
+    """409 when `user` is the only enabled admin among `admins` (locked by lock_admins)."""
+    if user.disabled or "admin" not in user.roles:
+        return
+    if not any(a.id != user.id and not a.disabled for a in admins):
+        raise Conflict(LAST_ADMIN)
 
 
 class AccountService:
@@ -47,11 +65,12 @@ class AccountService:
 
     async def create(
         self, *, email: str, password: str, name: str, roles: list[str], actor: Actor,
-        self_service: bool = False,
+        self_service: bool = False, holder: frozenset[str] | None = None,
     ) -> User:
         """Create an account; on self-service sign-up the new user is its own actor."""
         email = checked_email(email)
         users.check_roles(roles)
+        ensure_may_grant(holder, roles)
         self.check_password(password, email=email, name=name)
         password_hash = await self.hasher.hash(password)
         async with self.db.begin() as db:
@@ -113,18 +132,34 @@ class AccountService:
         self.cache.evict(user.id)
         await self.sessions.publish_revocation(ids, "password_change")
 
-    async def admin_update(self, user_id: str, changes: dict[str, Any], actor: Actor) -> User:
-        """PATCH /admin/users/{id}: name, roles and/or disabled."""
+    async def admin_update(
+        self, user_id: str, changes: dict[str, Any], actor: Actor,
+        holder: frozenset[str] | None = None,
+    ) -> User:
+        """PATCH /admin/users/{id}: name, roles and/or disabled; all or nothing."""
         revoked: list[str] = []
         roles_changed_at = None
+        if "roles" in changes:
+            changes = {**changes, "roles": users.check_roles(changes["roles"])}
         async with self.db.begin() as db:
-            user = await users.get_user(db, user_id)
+            # The CLI may leave no admin (it can always make one again); callers over HTTP not.
+            guard = holder is not None and (
+                ("roles" in changes and "admin" not in changes["roles"])
+                or changes.get("disabled") is True
+            )
+            admins = await users.lock_admins(db, user_id) if guard else []
+            user = await users.get_user_for_update(db, user_id)
+            ensure_may_act_on(holder, user.roles)
+            if "roles" in changes:
+                ensure_may_grant(holder, changes["roles"])
+            if guard:
+                _ensure_an_admin_remains(admins, user)
             now = datetime.now(UTC)
             if "name" in changes and changes["name"] != user.name:
                 user.name = changes["name"]
                 await record(db, "user.updated", actor, target_user_id=user_id, fields=["name"])
             if "roles" in changes:
-                roles = users.check_roles(changes["roles"])
+                roles = changes["roles"]
                 if roles != list(user.roles):
                     await record(db, "user.role_changed", actor, target_user_id=user_id,
                                  old_roles=list(user.roles), roles=roles)
@@ -149,11 +184,17 @@ class AccountService:
     async def set_roles(self, user_id: str, roles: list[str], actor: Actor) -> User:
         return await self.admin_update(user_id, {"roles": roles}, actor)
 
-    async def delete(self, user_id: str, actor: Actor) -> None:
+    async def delete(
+        self, user_id: str, actor: Actor, holder: frozenset[str] | None = None
+    ) -> None:
         """Delete the account; its sessions stay revoked and detached (no IP or user agent)
         so their tokens keep answering session_revoked, across restarts and instances."""
         async with self.db.begin() as db:
-            await users.get_user(db, user_id)
+            admins = await users.lock_admins(db, user_id) if holder is not None else []
+            user = await users.get_user_for_update(db, user_id)
+            ensure_may_act_on(holder, user.roles)
+            if holder is not None:
+                _ensure_an_admin_remains(admins, user)
             ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
             await db.execute(update(Session).where(Session.user_id == user_id)
                              .values(ip=None, user_agent=None))
@@ -164,17 +205,23 @@ class AccountService:
         await self.sessions.publish_revocation(ids, "admin")
         self.cache.evict(user_id)
 
-    async def revoke_all(self, user_id: str, actor: Actor) -> int:
+    async def revoke_all(
+        self, user_id: str, actor: Actor, holder: frozenset[str] | None = None
+    ) -> int:
         async with self.db.begin() as db:
-            await users.get_user(db, user_id)
+            user = await users.get_user_for_update(db, user_id)
+            ensure_may_act_on(holder, user.roles)
             ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
             await record(db, "sessions.revoked_all", actor, target_user_id=user_id, count=len(ids))
         await self.sessions.publish_revocation(ids, "admin")
         return len(ids)
 
-    async def unlock(self, user_id: str, actor: Actor) -> None:
+    async def unlock(
+        self, user_id: str, actor: Actor, holder: frozenset[str] | None = None
+    ) -> None:
         async with self.db.begin() as db:
             user = await users.get_user(db, user_id)
+            ensure_may_act_on(holder, user.roles)
             await record(db, "user.unlocked", actor, target_user_id=user_id)
         await self.throttle.unlock(user.email)
 

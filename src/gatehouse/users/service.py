@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import String, cast, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +46,40 @@ async def get_user(db: AsyncSession, user_id: str) -> User:
     if user is None:
         raise NotFound("No such user.")
     return user
+
+
+async def get_user_for_update(db: AsyncSession, user_id: str) -> User:
+    """The user as committed now, its row locked until the transaction ends (PostgreSQL)."""
+    user = (await db.scalars(
+        select(User).where(User.id == user_id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )).one_or_none()
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+async def lock_admins(db: AsyncSession, user_id: str) -> list[User]:
+    """Every user with the `admin` role, serialized against other callers of this function
+    until the transaction ends, so two admins demoting each other at once cannot both succeed.
+
+    PostgreSQL: the admins' rows are locked (FOR NO KEY UPDATE) in id order, so two callers
+    cannot deadlock; one that waited re-reads them and no longer sees a demoted admin. SQLite:
+    a no-op write to `user_id`'s row first takes the database's single write lock, so the read
+    below already sees whatever an earlier caller committed.
+    """
+    bind = db.get_bind()
+    if bind.dialect.name == "sqlite":
+        await db.execute(
+            update(User).where(User.id == user_id).values(updated_at=User.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    # Roles are a JSON list of fixed names; its text form contains `"admin"` exactly for admins.
+    rows = (await db.scalars(
+        select(User).where(cast(User.roles, String).like('%"admin"%')).order_by(User.id)
+        .with_for_update(key_share=True).execution_options(populate_existing=True)
+    )).all()
+    return [u for u in rows if "admin" in u.roles]
 
 
 async def find_by_email(db: AsyncSession, email: str) -> User | None:

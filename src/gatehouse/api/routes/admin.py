@@ -1,4 +1,8 @@
-"""`/admin/*`: users, sessions, audit and API keys, each behind a permission."""
+"""`/admin/*`: users, sessions, audit and API keys, each behind a permission.
+
+Routes that change a user pass the caller's permissions (`holder`) down: no one grants more
+than they hold, nor acts on a user who holds more (API.md §4, `gatehouse.auth.rbac`).
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ async def create_user(body: AdminUserCreate, principal: UsersWrite, request: Req
     """Create a user with roles."""
     user = await ctx.accounts.create(
         email=body.email, password=body.password, name=body.name, roles=body.roles,
-        actor=actor_of(request, principal),
+        actor=actor_of(request, principal), holder=principal.permissions,
     )
     return JSONResponse(public_user(user), status_code=201)
 
@@ -66,21 +70,27 @@ async def patch_user(
 ) -> JSONResponse:
     """Change name, roles (effective within 1 s) or disabled (revokes every session)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    user = await ctx.accounts.admin_update(user_id, changes, actor_of(request, principal))
+    user = await ctx.accounts.admin_update(
+        user_id, changes, actor_of(request, principal), holder=principal.permissions
+    )
     return JSONResponse(public_user(user))
 
 
 @router.delete("/users/{user_id}", status_code=204)
 async def delete_user(user_id: str, principal: UsersWrite, request: Request, ctx: Ctx) -> Response:
     """Delete a user; their sessions are revoked first."""
-    await ctx.accounts.delete(user_id, actor_of(request, principal))
+    await ctx.accounts.delete(
+        user_id, actor_of(request, principal), holder=principal.permissions
+    )
     return Response(status_code=204)
 
 
 @router.post("/users/{user_id}/unlock", status_code=204)
 async def unlock_user(user_id: str, principal: UsersWrite, request: Request, ctx: Ctx) -> Response:
     """Clear login throttling for the account."""
-    await ctx.accounts.unlock(user_id, actor_of(request, principal))
+    await ctx.accounts.unlock(
+        user_id, actor_of(request, principal), holder=principal.permissions
+    )
     return Response(status_code=204)
 
 
@@ -89,7 +99,9 @@ async def revoke_sessions(
     user_id: str, principal: SessionsRevoke, request: Request, ctx: Ctx
 ) -> Response:
     """Revoke every session of the user."""
-    await ctx.accounts.revoke_all(user_id, actor_of(request, principal))
+    await ctx.accounts.revoke_all(
+        user_id, actor_of(request, principal), holder=principal.permissions
+    )
     return Response(status_code=204)
 
 
