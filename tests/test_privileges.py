@@ -308,6 +308,27 @@ async def test_a_disabled_or_deleted_creators_key_is_api_key_invalid(
 
 
 @pytest.mark.asyncio
+async def test_a_key_with_no_recorded_creator_acts_with_its_own_scopes(
+    client: httpx.AsyncClient, ctx: Context, alice: Any
+) -> None:
+    """A key with no creator (made by the server side, or by a key before creators were recorded)
+    keeps its own scopes, still capped by them, and its audit rows have user_id null."""
+    created = await ctx.api_keys.create(name="legacy", scopes=["users:read", "users:write"],
+                                        expires_at=None, require_signature=False, actor=CLI)
+    key = {"X-API-Key": created["key"]}
+    assert (await client.get(f"{P}/admin/users", headers=key)).status_code == 200
+    r = await client.patch(f"{P}/admin/users/{alice.id}", headers=key, json={"roles": ["admin"]})
+    assert code_of(r) == (403, "forbidden")
+    r = await client.patch(f"{P}/admin/users/{alice.id}", headers=key, json={"name": "A."})
+    assert r.status_code == 200
+    await create_user(ctx, "root@example.com", ["admin"], name="Root")
+    r = await client.get(f"{P}/admin/audit", params={"type": "user.updated"},
+                         headers=bearer(await login(client, "root@example.com")))
+    (event,) = r.json()["items"]
+    assert (event["user_id"], event["data"]["api_key_id"]) == (None, created["id"])
+
+
+@pytest.mark.asyncio
 async def test_audit_of_a_key_action_names_the_key_and_its_creator(
     client: httpx.AsyncClient, root: dict[str, Any], admin: Any, alice: Any
 ) -> None:
