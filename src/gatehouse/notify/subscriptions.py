@@ -1,51 +1,30 @@
 """Web Push subscriptions (API.md §4): stored per user, endpoints checked against SSRF.
 
-An endpoint must be `https` and every address its host resolves to must be
-public, so the server can never be pointed at its own network when it later
-delivers notifications. GATEHOUSE_PUSH_ALLOW_PRIVATE=1 lifts both rules for tests.
+An endpoint is unique: it names one browser's push channel. A user re-subscribing
+it updates the keys; another user presenting an endpoint that is registered to
+someone else is refused with 409 `conflict` and the row stays with its owner.
+Moving it silently would let anyone who learns an endpoint take over its owner's
+channel: the owner would stop hearing of new sign-ins and password changes (the
+notifications that tell them of an attack), and the taker's keys would make the
+rest undecryptable. Answering 201 while keeping the owner's row would not hurt the
+owner either, but would tell a legitimate second account on a shared browser that
+it is subscribed when it is not; 409 says why, and the endpoint is a secret
+capability URL, so the answer tells a stranger nothing they could not already use.
+Where an endpoint may point is `push_targets`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatehouse.errors import ValidationFailed
+from gatehouse.errors import Conflict
+from gatehouse.notify.push_targets import check_endpoint
 from gatehouse.store.db.models import PushSubscription
-
-RESOLVE_TIMEOUT = 3.0
-
-
-def _invalid(msg: str) -> ValidationFailed:
-    return ValidationFailed(msg, [{"loc": ["body", "endpoint"], "msg": msg}])
-
-
-async def check_endpoint(endpoint: str, *, allow_private: bool) -> None:
-    parts = urlsplit(endpoint)
-    if not parts.hostname or parts.scheme not in {"https", "http"}:
-        raise _invalid("endpoint must be an absolute https URL.")
-    if allow_private:
-        return
-    if parts.scheme != "https":
-        raise _invalid("endpoint must use https.")
-    try:
-        async with asyncio.timeout(RESOLVE_TIMEOUT):
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
-            )
-    except (OSError, TimeoutError):
-        raise _invalid("endpoint host does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise _invalid("endpoint must resolve only to public addresses.")
 
 
 class PushSubscriptions:
@@ -54,14 +33,24 @@ class PushSubscriptions:
         self.allow_private = allow_private
 
     async def subscribe(self, user_id: str, endpoint: str, p256dh: str, auth: str) -> str:
+        """Store or refresh the caller's subscription; Conflict if another user holds it."""
         await check_endpoint(endpoint, allow_private=self.allow_private)
+        try:
+            return await self._upsert(user_id, endpoint, p256dh, auth)
+        except IntegrityError:
+            # Two requests raced to insert the endpoint: the loser sees the winner's row now.
+            return await self._upsert(user_id, endpoint, p256dh, auth)
+
+    async def _upsert(self, user_id: str, endpoint: str, p256dh: str, auth: str) -> str:
         async with self.db.begin() as db:
             existing = (await db.scalars(
                 select(PushSubscription).where(PushSubscription.endpoint == endpoint)
             )).one_or_none()
             if existing is not None:
-                # A browser re-subscribing (or moving to another account) replaces the old row.
-                existing.user_id, existing.p256dh, existing.auth = user_id, p256dh, auth
+                if existing.user_id != user_id:
+                    raise Conflict("This push endpoint is registered to another account; "
+                                   "that account must unsubscribe it first.")
+                existing.p256dh, existing.auth = p256dh, auth  # the same browser re-subscribing
                 return existing.id
             row = PushSubscription(id=str(uuid.uuid4()), user_id=user_id, endpoint=endpoint,
                                    p256dh=p256dh, auth=auth, created_at=datetime.now(UTC))
@@ -69,7 +58,10 @@ class PushSubscriptions:
             return row.id
 
     async def unsubscribe(self, user_id: str, endpoint: str) -> None:
-        """Forget the caller's subscription; idempotent, so a browser may retry it (API.md: 204)."""
+        """Forget the caller's subscription; idempotent, so a browser may retry it (API.md: 204).
+
+        Only the caller's own: another user's endpoint is left alone (still 204, so the
+        answer does not reveal whether someone else registered it)."""
         async with self.db.begin() as db:
             await db.execute(delete(PushSubscription).where(
                 PushSubscription.user_id == user_id, PushSubscription.endpoint == endpoint

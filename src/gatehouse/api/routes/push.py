@@ -48,9 +48,12 @@ async def vapid_public_key(ctx: Ctx) -> dict[str, str]:
     return {"public_key": ctx.settings.vapid_public_key}
 
 
-@router.post("/push/subscriptions", status_code=201)
+@router.post("/push/subscriptions", status_code=201, responses={
+    409: {"description": "The endpoint is registered to another account (problem+json)"},
+    422: {"description": "Not an https endpoint on public addresses (problem+json)"},
+})
 async def subscribe(body: SubscriptionIn, principal: CurrentUser, ctx: Ctx) -> JSONResponse:
-    """Store the browser's push subscription for the caller."""
+    """Store the browser's push subscription for the caller (409 if another account holds it)."""
     assert principal.user_id
     sub_id = await _subscriptions(ctx).subscribe(
         principal.user_id, body.endpoint, body.keys.p256dh, body.keys.auth
