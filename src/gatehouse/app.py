@@ -30,6 +30,8 @@ async def _follow_revocations(ctx: Context) -> None:
     """Apply revocations and unlocks written by other processes (CLI, other instances).
 
     Also prunes long-ended sessions every PRUNE_INTERVAL seconds.
+    Until the start-up warm-up of revocations has succeeded, protected routes answer
+    503 and each poll retries it (API.md §3).
     """
     last_event = 0
     next_prune = time.monotonic() + PRUNE_INTERVAL
@@ -37,7 +39,10 @@ async def _follow_revocations(ctx: Context) -> None:
         await asyncio.sleep(POLL_INTERVAL)
         try:
             async with ctx.db() as db:
-                await ctx.revocations.warm_up(db, POLL_OVERLAP)
+                was_ready = ctx.revocations.ready
+                restored = await ctx.revocations.poll(db)
+                if not was_ready:
+                    log.info("revocations_loaded", revocations_restored=restored)
                 await ctx.accounts.cache.evict_changed(db, POLL_OVERLAP)
                 last_event = await apply_unlocks(db, ctx.throttle, last_event)
             if time.monotonic() >= next_prune:
@@ -92,6 +97,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
             log.info("startup", version=__version__, database=ctx.engine.dialect.name,
                      cache=ctx.kv.name, revocations_restored=restored)
         except Exception as exc:  # the database may be down at boot; /readyz says so
+            # Protected routes answer 503 until the poller has loaded the revocations.
             log.warning("startup_warm_up_failed", error=type(exc).__name__)
         poller = asyncio.create_task(_follow_revocations(ctx))
         yield

@@ -65,7 +65,7 @@ class Context:
             keys=key_ring, issuer=settings.issuer, audience=settings.jwt_audience,
             ttl=settings.access_token_ttl,
         )
-        revocations = Revocations(kv, settings.access_token_ttl)
+        revocations = Revocations(kv, settings.access_token_ttl, db)
         throttle = LoginThrottle(kv, ThrottlePolicy(
             max_failures=settings.login_max_failures,
             failure_window=settings.login_failure_window,

@@ -150,6 +150,8 @@ async def authenticate(request: Request) -> Principal:
     if known is not None:
         return known  # a signed API-key request must not be checked (and remembered) twice
     ctx = context_of(request)
+    # 503 until this process knows every live revocation (API.md §3), whatever the credential.
+    await ctx.revocations.ensure_ready()
     authorization = request.headers.get("authorization")
     principal: Principal
     if authorization is not None:

@@ -3,6 +3,10 @@
 Revocations are written to the database first and published to the key-value
 store after the commit (fail closed); `Revocations` (auth/revocation.py) is
 what access-token checks read.
+
+Revoking all of a user's sessions also records the user's not-before time (and
+`revoke_everyone`, the global one): their access tokens are refused even when
+their session row is missing, as after a database restore.
 """
 
 from __future__ import annotations
@@ -11,13 +15,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
-from gatehouse.auth.revocation import Revocations
+from gatehouse.auth.revocation import EVERYONE, NotBefore, RevokedSessions, Revocations, ms_of
 from gatehouse.errors import NotFound
 from gatehouse.ops.metrics import Metrics
-from gatehouse.store.db.models import Session
+from gatehouse.store.db.models import Session, TokenNotBefore
+
+_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+async def record_not_before(
+    db: AsyncSession, subject: str, at: datetime, keep_session: str | None = None
+) -> NotBefore:
+    """Store `subject`'s not-before (a user id, or EVERYONE) inside `db`'s transaction."""
+    insert = _UPSERT[db.get_bind().dialect.name]
+    values = {"subject": subject, "not_before": at, "keep_session": keep_session}
+    await db.execute(insert(TokenNotBefore).values(**values).on_conflict_do_update(
+        index_elements=[TokenNotBefore.subject], set_=values))
+    return NotBefore(subject, ms_of(at), keep_session)
 
 
 class SessionAdmin:
@@ -31,22 +49,39 @@ class SessionAdmin:
     async def revoke(
         self, db: AsyncSession, *, user_id: str, reason: str, session_id: str | None = None,
         keep_session: str | None = None,
-    ) -> list[str]:
+    ) -> RevokedSessions:
         """Revoke one session or all of a user's live sessions inside `db`'s transaction.
 
-        Call `publish_revocation` after the commit (database first: fail closed).
+        All of them (no `session_id`) also records the user's not-before, sparing
+        `keep_session`. Call `publish_revocation` after the commit (database first:
+        fail closed).
         """
+        now = datetime.now(UTC)
         stmt = update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
         if session_id is not None:
             stmt = stmt.where(Session.id == session_id)
         if keep_session is not None:
             stmt = stmt.where(Session.id != keep_session)
         result = await db.execute(
-            stmt.values(revoked_at=datetime.now(UTC), revoke_reason=reason).returning(Session.id)
+            stmt.values(revoked_at=now, revoke_reason=reason).returning(Session.id)
         )
-        return [r[0] for r in result.all()]
+        not_before = None
+        if session_id is None:
+            not_before = await record_not_before(db, user_id, now, keep_session)
+        return RevokedSessions((r[0] for r in result.all()), not_before)
+
+    async def revoke_everyone(self, db: AsyncSession, *, reason: str) -> RevokedSessions:
+        """Revoke every live session and record the global not-before (`sessions revoke-all`)."""
+        now = datetime.now(UTC)
+        result = await db.execute(
+            update(Session).where(Session.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason).returning(Session.id)
+        )
+        not_before = await record_not_before(db, EVERYONE, now)
+        return RevokedSessions((r[0] for r in result.all()), not_before)
 
     async def publish_revocation(self, session_ids: list[str], reason: str) -> None:
+        """Publish revoked sessions, and the not-before a RevokedSessions carries."""
         await self.revocations.revoke_sessions(session_ids, reason)
         if session_ids:
             self.metrics.sessions_revoked.labels(reason).inc(len(session_ids))

@@ -26,15 +26,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
 from gatehouse.auth import refresh_units
-from gatehouse.auth.access_tokens import AccessTokens, uuid7
+from gatehouse.auth.access_tokens import AccessTokens, uuid7, uuid7_ms
 from gatehouse.auth.keys import ServerKeys
 from gatehouse.auth.passwords import PasswordHasher
-from gatehouse.auth.revocation import Revocations
+from gatehouse.auth.revocation import EVERYONE, Revocations, ms_of
 from gatehouse.auth.session_admin import SessionAdmin
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import (
@@ -47,7 +47,7 @@ from gatehouse.errors import (
     SessionRevoked,
 )
 from gatehouse.ops.metrics import Metrics
-from gatehouse.store.db.models import RefreshToken, Session, User
+from gatehouse.store.db.models import RefreshToken, Session, TokenNotBefore, User
 from gatehouse.store.db.units import UnitRunner
 from gatehouse.users.emails import audit_email, normalize_email
 from gatehouse.users.service import find_by_email, set_password_hash
@@ -214,6 +214,8 @@ class SessionService(SessionAdmin):
         now = datetime.now(UTC)
         row = await self.units.run(refresh_units.lookup, token_hash, sid)
         if row is None:
+            if await self._predates_global_not_before(sid):
+                raise SessionRevoked()  # its row is gone (restored database), revoke-all came after
             raise RefreshInvalid()
         (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
          user_id, email, name, roles, disabled, created_at) = row
@@ -221,6 +223,8 @@ class SessionService(SessionAdmin):
             if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
                 raise RefreshReused()
             raise SessionRevoked()
+        if self.revocations.session_predates_not_before(user_id, sid):
+            raise SessionRevoked()  # a session that raced a logout-all or revoke-all
         idle_end = last_used_at + timedelta(seconds=self.policy.idle_ttl)
         if now >= expires_at or now >= idle_end:
             raise RefreshExpired()
@@ -240,6 +244,19 @@ class SessionService(SessionAdmin):
             raise RefreshReused()
         access, exp = self.tokens.issue(user_id=user_id, session_id=sid, roles=list(roles))
         return IssuedTokens(access, exp, f"{sid}.{new_secret}", sid, expires_at, user, result)
+
+    async def _predates_global_not_before(self, sid: str) -> bool:
+        """A refresh token naming no known session: was its session (created at the
+        millisecond in its UUIDv7 id) opened before `sessions revoke-all`? Only this rare
+        path reads the database; whose session it was is unknown, so per-user not-befores
+        cannot tell."""
+        created = uuid7_ms(sid)
+        if created is None:
+            return False
+        async with self.db() as db:
+            at = await db.scalar(
+                select(TokenNotBefore.not_before).where(TokenNotBefore.subject == EVERYONE))
+        return at is not None and created <= ms_of(at)
 
     async def _rotate(
         self, sid: str, token_hash: str, generation: int, secret: str, actor: Actor, now: datetime

@@ -1,14 +1,20 @@
-"""Readiness checks shared by `/readyz` and `gatehouse doctor`: database, migrations, cache."""
+"""Readiness checks shared by `/readyz` and `gatehouse doctor`: database (for a serving
+process, including its copy of the live revocations), migrations, cache."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gatehouse.errors import ServiceUnavailable
 from gatehouse.store.kv import KeyValueStore
+
+if TYPE_CHECKING:
+    from gatehouse.auth.revocation import Revocations
 
 CHECK_TIMEOUT = 3.0
 
@@ -49,6 +55,23 @@ async def check_cache(kv: KeyValueStore) -> Check:
     return Check(True, kv.name)
 
 
-async def readiness(engine: AsyncEngine, kv: KeyValueStore) -> dict[str, Check]:
+async def readiness(
+    engine: AsyncEngine, kv: KeyValueStore, revocations: Revocations | None = None
+) -> dict[str, Check]:
+    """The checks of /readyz (`revocations` given) and `gatehouse doctor`.
+
+    A serving process is not ready until it knows every live revocation (API.md §3):
+    with a reachable, migrated database the probe loads them if the poller has not yet,
+    else the database check says they are missing.
+    """
     database, migrations = await check_database(engine)
+    if revocations is not None and not revocations.ready and migrations.ok is database.ok:
+        # (An unmigrated database: the migrations check already says why.)
+        try:
+            if not database.ok:
+                raise ServiceUnavailable()
+            await revocations.ensure_ready()
+        except ServiceUnavailable:
+            database = Check(False, f"{database.detail}; live revocations not loaded yet, "
+                                    "so protected routes answer 503")
     return {"database": database, "migrations": migrations, "cache": await check_cache(kv)}

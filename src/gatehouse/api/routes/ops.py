@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "Not ready; `checks` says why"}})
 async def readyz(ctx: Ctx) -> JSONResponse:
     """200 when the database is reachable, migrations are at head and the cache answers."""
-    checks = await readiness(ctx.engine, ctx.kv)
+    checks = await readiness(ctx.engine, ctx.kv, ctx.revocations)
     ok = all(c.ok for c in checks.values())
     body = {"status": "ok" if ok else "fail",
             "checks": {name: {"ok": c.ok, "detail": c.detail} for name, c in checks.items()}}

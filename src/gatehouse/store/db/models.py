@@ -94,6 +94,20 @@ class Session(Base):
     reuse_token_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class TokenNotBefore(Base):
+    """Keycloak-style not-before: access tokens of `subject` (a user id, or `*` for everyone)
+    issued at or before `not_before` are refused, whether or not their session row still
+    exists (a database restored from a backup). `keep_session` is spared (a password change
+    keeps the caller's session). No foreign key: it outlives a deleted user (migration 0004).
+    """
+
+    __tablename__ = "token_not_before"
+
+    subject: Mapped[str] = mapped_column(String(36), primary_key=True)
+    not_before: Mapped[datetime] = mapped_column(index=True)
+    keep_session: Mapped[str | None] = mapped_column(String(36))
+
+
 class RefreshToken(Base):
     """Every refresh token a session was given, by keyed hash; the newest has no superseded_at."""
 
