@@ -151,16 +151,8 @@ def revoke_all(user: str = typer.Option(None, "--user", help="Only this user's (
         if user:
             return await ctx.accounts.revoke_all((await _by_email(ctx, user)).id, CLI)
         async with ctx.db.begin() as db:
-            from sqlalchemy import select
-
-            from gatehouse.store.db.models import Session
-
-            user_ids = (await db.scalars(
-                select(Session.user_id).where(Session.revoked_at.is_(None)).distinct()
-            )).all()
-            ids: list[str] = []
-            for uid in user_ids:
-                ids += await ctx.sessions.revoke(db, user_id=uid, reason="admin")
+            # Also the global not-before: tokens whose session row is gone are refused too.
+            ids = await ctx.sessions.revoke_everyone(db, reason="admin")
             await record(db, "sessions.revoked_all", CLI, count=len(ids), scope="all")
         await ctx.sessions.publish_revocation(ids, "admin")
         return len(ids)
