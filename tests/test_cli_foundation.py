@@ -334,3 +334,60 @@ def test_doctor_online_calls_each_configured_integration(tmp_path: Path, stand_i
     offline = run_cli("doctor", "--json", env=env, cwd=tmp_path)
     assert len(_StandIn.seen) == calls  # without --online nothing is called
     assert not any(c["name"].endswith("_online") for c in json.loads(offline.stdout)["checks"])
+
+
+def run_with_umask(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m gatehouse ARGS` under the common umask 002, which leaves new files group-readable."""
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "gatehouse", *args], env={**os.environ, **BASE_ENV, **env}, cwd=cwd,
+        capture_output=True, text=True, timeout=120, check=False, umask=0o002,
+    )
+
+
+def test_sqlite_database_and_its_wal_and_shm_files_are_created_0600(tmp_path: Path) -> None:
+    """The SQLite database (password hashes, sessions, audit) is created 0600 by `db upgrade` and by
+    any other verb, and so are the -wal and -shm files of a running server, whatever the umask."""
+    migrated, opened = tmp_path / "migrated.db", tmp_path / "opened.db"
+    assert run_with_umask("db", "upgrade", env=db_env(f"sqlite:///{migrated}"), cwd=tmp_path).returncode == 0
+    # Through the app's engine (it fails, the tables are missing, but the file is created first).
+    run_with_umask("users", "list", env=db_env(f"sqlite:///{opened}"), cwd=tmp_path)
+    assert stat.S_IMODE(migrated.stat().st_mode) == 0o600
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o600
+
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gatehouse", "serve", "--port", str(port)],
+        env={**os.environ, **BASE_ENV, **db_env(f"sqlite:///{migrated}")}, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=0o002,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "migrated.db-wal").exists() or not (tmp_path / "migrated.db-shm").exists():
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        for name in ("migrated.db", "migrated.db-wal", "migrated.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_backups_are_created_0600_on_sqlite_and_postgresql(
+    tmp_path: Path, postgres: PostgresDatabases
+) -> None:
+    """`db backup` files are 0600 from the moment they exist, for SQLite and for pg_dump, whatever
+    the umask; an existing file is never overwritten."""
+    sqlite_env = db_env(f"sqlite:///{tmp_path}/g.db")
+    assert run_with_umask("db", "upgrade", env=sqlite_env, cwd=tmp_path).returncode == 0
+    for env, name in ((sqlite_env, "sqlite.backup"), (db_env(postgres.fresh()), "pg.dump")):
+        result = run_with_umask("db", "backup", str(tmp_path / name), env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+        assert (tmp_path / name).stat().st_size > 0
+        again = run_with_umask("db", "backup", str(tmp_path / name), env=env, cwd=tmp_path)
+        assert_clean_failure(again)
+        assert "already exists" in again.stderr
+    assert (tmp_path / "pg.dump").read_bytes()[:5] == b"PGDMP"

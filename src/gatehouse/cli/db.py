@@ -41,6 +41,9 @@ def status(
     st = result[0]
     out.print(f"current: {st.current or '(empty database)'}")
     out.print(f"head:    {st.head}")
+    if not st.known:
+        out.print("the database is ahead of this code: run the release that migrated it")
+        raise typer.Exit(1)
     if not st.at_head:
         out.print("pending migrations: run `gatehouse db upgrade`")
         if check:
@@ -78,14 +81,17 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
         source = url.database or ""
         if not source or source == ":memory:" or not Path(source).exists():
             fail(f"SQLite database {source or '(memory)'} does not exist")
+        os.close(_create_private(path))
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-        dst = sqlite3.connect(path)
+        dst = sqlite3.connect(path)  # an empty 0600 file: SQLite writes into it, mode kept
         try:
             src.backup(dst)  # online backup API: consistent while the server writes
+        except sqlite3.Error as exc:
+            path.unlink(missing_ok=True)
+            fail(f"backup failed: {exc}")
         finally:
             dst.close()
             src.close()
-        os.chmod(path, 0o600)
     else:
         pg_dump = shutil.which("pg_dump")
         if pg_dump is None:
@@ -93,12 +99,28 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
         env = dict(os.environ)
         if url.password:
             env["PGPASSWORD"] = url.password  # never on the command line, where `ps` shows it
-        cmd = [pg_dump, "--format=custom", f"--file={path}", "--no-password",
+        cmd = [pg_dump, "--format=custom", "--no-password",
                "--host", url.host or "localhost", "--port", str(url.port or 5432),
                "--username", url.username or "postgres", url.database or "postgres"]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        # pg_dump writes to a descriptor we opened 0600 (with --file it would create the
+        # file under the umask, readable by every local user until a chmod).
+        with os.fdopen(_create_private(path), "wb") as dump:
+            result = subprocess.run(cmd, env=env, stdout=dump, stderr=subprocess.PIPE,  # noqa: S603
+                                    text=True, check=False)
         if result.returncode != 0:
             path.unlink(missing_ok=True)
             first = (result.stderr.strip().splitlines() or ["unknown error"])[0]
             fail(f"pg_dump failed: {first}")
     out.print(f"backup written to {path} ({path.stat().st_size} bytes)")
+
+
+def _create_private(path: Path) -> int:
+    """Create `path` with mode 0600 (never an existing file); return its descriptor."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"{path} already exists; choose a new file (backups never overwrite)")
+    except OSError as exc:
+        fail(f"cannot create {path}: {exc.strerror}")
+    os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
+    return fd

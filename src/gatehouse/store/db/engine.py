@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import event
@@ -30,6 +31,29 @@ def sync_url(url: str) -> str:
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create a missing SQLite database file with mode 0600 before SQLite opens it.
+
+    SQLite would create it 0644 under the usual umask (password hashes, sessions and
+    audit readable by every local user); its -wal, -shm and journal files take the
+    database file's mode, so they are 0600 too. Existing files are left as they are.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = parsed.database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # it exists, or its directory does not: SQLite reports the latter itself
+    try:
+        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
+    finally:
+        os.close(fd)
+
+
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run during a write; busy_timeout queues writers instead of
     # failing with "database is locked" when refreshes race.
@@ -47,6 +71,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         memory = ":memory:" in aurl or aurl.endswith("://")
         options: dict[str, Any] = {}
         if not memory:
+            private_sqlite_file(aurl)
             path = make_url(aurl).database or ""
             options["async_creator"] = creator(path, timeout=10, check_same_thread=False)
         engine = create_async_engine(
