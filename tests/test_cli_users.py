@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pty
+import select as io_select
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,8 @@ from sqlalchemy import select
 
 from gatehouse.context import Context
 from gatehouse.store.db.models import AuditEvent, Session, User
-from tests.conftest import PASSWORD, create_user, login, run_cli
+from gatehouse.store.kv.redis import RedisKV
+from tests.conftest import BASE_ENV, PASSWORD, REDIS_URL, create_user, login, run_cli
 
 
 def fullwidth(text: str) -> str:
@@ -24,8 +30,11 @@ def fullwidth(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) for c in text)
 
 
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(*args, env={"DATABASE_URL": database_url})
+def cli(database_url: str, *args: str, stdin: str | None = None,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    # Standard input is a pipe, never the terminal pytest runs in (no prompt can block).
+    return run_cli(*args, env={"DATABASE_URL": database_url, **env},
+                   input_text="" if stdin is None else stdin)
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -68,9 +77,9 @@ async def test_users_create_then_list_shows_the_user(
 ) -> None:
     """`users create` makes a user who can log in, with the given roles, and `users list` shows it.
     """
-    result = cli(database_url, "users", "create", "--email", "Ops@Example.com", "--password",
-                 PASSWORD, "--name", "Ops", "--role", "operator", "--role", "support")
-    assert result.returncode == 0, result.stderr
+    result = cli(database_url, "users", "create", "--email", "Ops@Example.com", "--password-stdin",
+                 "--name", "Ops", "--role", "operator", "--role", "support", stdin=PASSWORD + "\n")
+    assert (result.returncode, result.stderr) == (0, "")
     user = await user_row(ctx, "ops@example.com")
     assert user is not None
     assert (user.name, user.roles) == ("Ops", ["operator", "support"])
@@ -88,19 +97,26 @@ async def test_users_create_then_list_shows_the_user(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("args", "needle"), [
-    (["users", "create", "--email", "weak@example.com", "--password", "password1234"], "common"),
-    (["users", "create", "--email", "not-an-email", "--password", PASSWORD], "email"),
-    (["users", "set-role", "nobody@example.com", "admin"], "nobody@example.com"),
-    (["users", "set-role", "alice@example.com", "superuser"], "role"),
-], ids=["weak-password", "bad-email", "set-role-unknown-email", "set-role-bad-role"])
+@pytest.mark.parametrize(("args", "stdin", "needle"), [
+    (["users", "create", "--email", "weak@example.com", "--password-stdin"], "password1234", "common"),
+    (["users", "create", "--email", "not-an-email", "--password-stdin"], PASSWORD, "email"),
+    (["users", "create", "--email", "weak@example.com", "--password-stdin"], "", "no password"),
+    (["users", "create", "--email", "weak@example.com"], None, "--password-stdin"),
+    (["users", "set-password", "alice@example.com", "--password-stdin"], "password1234", "common"),
+    (["users", "set-password", "nobody@example.com", "--password-stdin"], PASSWORD, "nobody@"),
+    (["users", "set-role", "nobody@example.com", "admin"], None, "nobody@example.com"),
+    (["users", "set-role", "alice@example.com", "superuser"], None, "role"),
+], ids=["weak-password", "bad-email", "empty-stdin", "no-terminal-to-prompt",
+        "set-password-weak", "set-password-unknown-email", "set-role-unknown-email",
+        "set-role-bad-role"])
 async def test_cli_failures_print_one_line_without_traceback(
-    ctx: Context, alice: Any, database_url: str, args: list[str], needle: str
+    ctx: Context, alice: Any, database_url: str, args: list[str], stdin: str | None, needle: str
 ) -> None:
     """A refused CLI command prints one error line naming the problem, exits non-zero, changes
     nothing.
     """
-    assert_one_line_failure(cli(database_url, *args), needle)
+    assert_one_line_failure(cli(database_url, *args, stdin=stdin), needle)
+    assert (await user_row(ctx, "alice@example.com")).password_hash == alice.password_hash  # type: ignore[union-attr]
     assert (await user_row(ctx, "alice@example.com")).roles == ["user"]  # type: ignore[union-attr]
     assert await user_row(ctx, "weak@example.com") is None
 
@@ -110,7 +126,7 @@ async def test_users_create_duplicate_email_fails_cleanly(ctx: Context, alice: A
                                                           database_url: str) -> None:
     """Creating an existing (look-alike) email is one error line, non-zero exit."""
     result = cli(database_url, "users", "create", "--email", fullwidth("ALICE") + "@example.com",
-                 "--password", PASSWORD)
+                 "--password-stdin", stdin=PASSWORD)
     assert_one_line_failure(result, "already exists")
 
 
@@ -285,3 +301,145 @@ async def test_sessions_revoke_all_for_one_user_then_everyone(
     result = cli(database_url, "sessions", "revoke-all")
     assert (result.returncode, result.stdout.strip()) == (0, "revoked 1 session(s)")
     assert await live_sessions(ctx, bob.id) == 0
+
+
+# -- passwords never on the command line ----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_users_create_with_password_in_argv_still_works_but_warns(
+    ctx: Context, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """`--password P` (API.md §5) still creates the user but warns on stderr, in one line, that argv
+    is visible in the process list and shell history; the password is not echoed."""
+    result = cli(database_url, "users", "create", "--email", "argv@example.com", "--password", PASSWORD)
+    assert result.returncode == 0, result.stderr
+    (warning,) = result.stderr.strip().splitlines()
+    assert "process list" in warning and "--password-stdin" in warning
+    assert PASSWORD not in result.stdout + result.stderr
+    await login(client, "argv@example.com")
+
+
+def _answer_prompts(args: list[str], env: dict[str, str], answers: list[tuple[str, str]]) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal, typing each answer once its prompt appears."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gatehouse", *args], stdin=slave, stdout=slave, stderr=slave,
+        env={**os.environ, **BASE_ENV, **env}, start_new_session=True,  # no /dev/tty but this one
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        for prompt, answer in [*answers, ("\x00never", "")]:
+            deadline = time.monotonic() + 60
+            while prompt.encode() not in seen and time.monotonic() < deadline:
+                ready, _, _ = io_select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:  # the child closed the terminal: it has finished
+                        chunk = b""
+                    if not chunk:
+                        break
+                    seen += chunk
+                elif proc.poll() is not None:
+                    break
+            if prompt.startswith("\x00"):
+                break
+            assert prompt.encode() in seen, seen
+            seen = seen.replace(prompt.encode(), b"<asked>", 1)
+            os.write(master, answer.encode() + b"\n")
+        return proc.wait(timeout=60), seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+@pytest.mark.asyncio
+async def test_users_create_prompts_for_a_hidden_confirmed_password(
+    ctx: Context, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """On a terminal, `users create` asks for the password twice without echoing it; a mismatch is
+    asked again, and the user logs in with the confirmed password."""
+    code, screen = _answer_prompts(
+        ["users", "create", "--email", "tty@example.com"], {"DATABASE_URL": database_url},
+        [("Password: ", "something-else-entirely-42"),
+         ("Repeat for confirmation: ", "does-not-match-at-all-42"),
+         ("Password: ", PASSWORD), ("Repeat for confirmation: ", PASSWORD)])
+    assert code == 0, screen
+    assert "created tty@example.com" in screen
+    assert PASSWORD not in screen and "something-else" not in screen  # never echoed
+    await login(client, "tty@example.com")
+
+
+@pytest.mark.asyncio
+async def test_set_password_from_stdin_then_login_and_sessions_revoked(
+    ctx: Context, client: httpx.AsyncClient, alice: Any, database_url: str
+) -> None:
+    """`users set-password EMAIL --password-stdin` sets a password that logs in, revokes every
+    session like a password change, and is audited password.changed with a null actor."""
+    old = await login(client)
+    new_password = "a-whole-new-passphrase-7"
+    result = cli(database_url, "users", "set-password", "alice@example.com", "--password-stdin",
+                 stdin=new_password + "\n")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.strip() == "password of alice@example.com set; 1 session(s) revoked"
+    assert await live_sessions(ctx, alice.id) == 0
+    r = await client.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
+    assert (r.status_code, r.json()["code"]) == (401, "session_revoked")
+    r = await client.post("/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 401
+    await login(client, password=new_password)
+    (event,) = await events(ctx, "password.changed")
+    assert (event.user_id, event.data["target_user_id"], event.data["revoked_sessions"]) == (
+        None, alice.id, 1)
+    assert new_password not in json.dumps(event.data)
+
+
+@pytest.mark.asyncio
+async def test_set_password_prompts_on_a_terminal(
+    ctx: Context, client: httpx.AsyncClient, alice: Any, database_url: str
+) -> None:
+    """On a terminal, `users set-password EMAIL` asks twice without echoing, and the new password
+    logs in."""
+    new_password = "typed-at-the-terminal-99"
+    code, screen = _answer_prompts(
+        ["users", "set-password", "alice@example.com"], {"DATABASE_URL": database_url},
+        [("Password: ", new_password), ("Repeat for confirmation: ", new_password)])
+    assert code == 0, screen
+    assert new_password not in screen
+    await login(client, password=new_password)
+
+
+# -- cache clear ----------------------------------------------------------------------------------
+
+
+def test_cache_clear_without_redis_says_there_is_nothing_to_clear(tmp_path: Path) -> None:
+    """Without REDIS_URL, `cache clear` does not claim success: exit 1 and one line saying the
+    in-process cache lives in each server process."""
+    result = cli(f"sqlite:///{tmp_path / 'g.db'}", "cache", "clear")
+    assert_one_line_failure(result, "REDIS_URL is not set: nothing to clear",
+                            "in-process cache lives in each server process")
+    assert "cleared" not in result.stdout
+
+
+@pytest.mark.asyncio
+async def test_cache_clear_with_redis_deletes_only_gatehouse_counters(database_url: str) -> None:
+    """With Redis, `cache clear` deletes Gatehouse's counters and leaves every other key of a
+    shared Redis alone (never FLUSHDB)."""
+    kv = RedisKV(REDIS_URL)
+    try:
+        await kv.set("lf:alice@example.com:203.0.113.7", "3")
+        await kv.set("LIMITS:LIMITER/ip/1/minute", "9")
+        await kv.set("another-app:session:1", "keep me")
+        result = cli(database_url, "cache", "clear", REDIS_URL=REDIS_URL)
+        assert result.returncode == 0, result.stderr
+        assert "cache cleared" in result.stdout
+        assert await kv.get("lf:alice@example.com:203.0.113.7") is None
+        assert await kv.get("LIMITS:LIMITER/ip/1/minute") is None
+        assert await kv.get("another-app:session:1") == "keep me"
+    finally:
+        await kv.delete("another-app:session:1")
+        await kv.close()

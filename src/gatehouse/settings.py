@@ -17,6 +17,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
+# Written by `gatehouse serve --dev` (0600), relative to the working directory.
+DEV_SECRETS_FILE = ".gatehouse/secrets.env"
+
+
 class SettingsError(Exception):
     """Configuration is unusable; `lines` holds one message per problem."""
 
@@ -36,8 +40,11 @@ def _csv(value: Any) -> list[str]:
 class Settings(BaseSettings):
     """Gatehouse configuration (API.md §6). Field aliases are the env variable names."""
 
+    # The local secrets `serve --dev` writes serve every command run in that folder; a real
+    # `.env` overrides them, and the environment overrides both (later files win).
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=(DEV_SECRETS_FILE, ".env"), env_file_encoding="utf-8", extra="ignore",
+        populate_by_name=True,
     )
 
     database_url: str = Field("sqlite:///./gatehouse.db", alias="DATABASE_URL")

@@ -1,28 +1,38 @@
-"""`gatehouse serve`: uvicorn (uvloop + httptools) with the app factory."""
+"""`gatehouse serve`: every check that can fail, then uvicorn (uvloop + httptools).
+
+The order matters to a first run: configuration, secrets, workers, keys, the port and
+the migrations are checked before `--dev` creates its first admin, whose password is
+printed only once the server listens (`first_admin`).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from gatehouse.audit.service import CLI
-from gatehouse.cli.common import out, run_async, settings_or_exit
-from gatehouse.settings import Settings, SettingsError
+from gatehouse.cli import first_admin
+from gatehouse.cli.common import err, fail, out, run_async, settings_or_exit
+from gatehouse.secrets_policy import weak_secrets
+from gatehouse.settings import DEV_SECRETS_FILE, Settings, SettingsError
 from gatehouse.store.db import migrate
+from gatehouse.store.db.engine import is_database_outage
 
-if TYPE_CHECKING:
-    from gatehouse.context import Context
-
-DEV_SECRETS = Path(".gatehouse") / "secrets.env"
+DEV_SECRETS = Path(DEV_SECRETS_FILE)
 
 
 def ensure_dev_secrets(path: Path = DEV_SECRETS) -> dict[str, str]:
-    """Create missing JWT_SECRET/ENCRYPTION_KEY in a 0600 file, reuse them next time."""
+    """Create missing JWT_SECRET/ENCRYPTION_KEY in a 0600 file, reuse them next time.
+
+    Every command run in this folder reads the file too (`settings.DEV_SECRETS_FILE`).
+    """
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -46,46 +56,123 @@ def ensure_dev_secrets(path: Path = DEV_SECRETS) -> dict[str, str]:
     return values
 
 
-async def _first_admin(ctx: Context) -> tuple[str, str] | None:
-    from gatehouse.users.service import count_users
-
-    async with ctx.db() as db:
-        if await count_users(db):
-            return None
-    email = "admin@example.com"
-    password = secrets.token_urlsafe(18)
-    await ctx.accounts.create(email=email, password=password, name="Administrator",
-                              roles=["admin"], actor=CLI)
-    return email, password
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
-def prepare_dev(host: str = "127.0.0.1", port: int = 8000) -> Settings:
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def dev_settings(host: str, port: int) -> Settings:
     for name, value in ensure_dev_secrets().items():
         os.environ.setdefault(name, value)
     # Locally the public URL is where this server listens (cookies' origin checks use it).
-    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a comparison
-    os.environ.setdefault("PUBLIC_API_URL", f"http://{local}:{port}")
+    os.environ.setdefault("PUBLIC_API_URL", f"http://{_url_host(host)}:{port}")
     os.environ.setdefault("GATEHOUSE_DEV", "1")
     settings = settings_or_exit()
     if settings.public_api_url.startswith("http://") and "GATEHOUSE_INSECURE_COOKIES" not in os.environ:
         os.environ["GATEHOUSE_INSECURE_COOKIES"] = "1"  # plain-http localhost needs non-Secure cookies
         settings = settings_or_exit()
+    return settings
+
+
+def _refuse_config(lines: list[str]) -> None:
+    if lines:
+        for line in lines:
+            err.print(f"[red]config error:[/red] {line}", markup=True)
+        raise typer.Exit(2)
+
+
+def check_config(settings: Settings, *, dev: bool, workers: int) -> None:
+    """Everything about the configuration that would make the server unsafe or unusable."""
+    try:
+        settings.require_secrets()
+    except SettingsError as exc:
+        _refuse_config(exc.lines)
+    if not dev:
+        # The same judgement as `gatehouse doctor`: a typed secret is guessable offline.
+        _refuse_config(weak_secrets(settings))
+    if settings.insecure_cookies and settings.https:
+        _refuse_config(["GATEHOUSE_INSECURE_COOKIES=1 with an https PUBLIC_API_URL: session "
+                        "cookies would lose Secure and travel over plain http; unset it"])
+    if workers > 1 and not settings.redis_url:
+        fail("--workers > 1 needs REDIS_URL: revocations, rate limits and throttles must be shared "
+             "between processes", code=2)
     from gatehouse.context import Context
 
-    migrate.upgrade(settings.database_url)
-    ctx = Context.build(settings)
+    try:
+        ctx = Context.build(settings)  # fail fast on unusable keys before binding the port
+    except SettingsError as exc:
+        fail("; ".join(exc.lines), code=2)
+    run_async(ctx.close())
 
-    async def seed() -> tuple[str, str] | None:
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line when HOST:PORT cannot be bound (uvicorn binds it again right after)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        fail(f"cannot listen on {host}:{port}: unknown host", code=2)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
-            return await _first_admin(ctx)
-        finally:
-            await ctx.close()
+            probe.bind(address)
+        except OSError as exc:
+            fail(f"cannot listen on {_url_host(host)}:{port}: {exc.strerror or exc}")
 
-    created = run_async(seed())
-    if created:
-        out.print(f"Created the first admin: email {created[0]}  password {created[1]}")
-        out.print("(shown once; change it after logging in)")
-    return settings
+
+def check_migrations(settings: Settings, *, dev: bool) -> None:
+    """Outside --dev the database must be at this code's head; --dev applies migrations."""
+    try:
+        status = migrate.status(settings.database_url)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        if dev:
+            fail(f"cannot reach the database ({type(exc).__name__}); check DATABASE_URL")
+        # A server may start before its database (containers): it answers 503 until it is up.
+        err.print(f"warning: cannot reach the database ({type(exc).__name__}); migrations are "
+                  "checked by /readyz once it answers")
+        return
+    if dev and status.known:
+        migrate.upgrade(settings.database_url)
+        return
+    refusal = status.serve_refusal()
+    if refusal:
+        fail(refusal)
+
+
+def _announce_when_listening(host: str, port: int, settings: Settings,
+                             admin: first_admin.Credentials | None) -> None:
+    """Print where the server is (and the first admin) once its port accepts connections."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - a lookup
+    target = wildcard.get(host, host)
+    base = f"http://{_url_host(host)}:{port}"
+
+    def wait_and_print() -> None:
+        while True:
+            try:
+                with socket.create_connection((target, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        out.print(f"Gatehouse listening on {base} (public URL {settings.public_api_url})")
+        if admin is not None:
+            what = ("The first admin's password was never shown; it was reset" if admin.reset
+                    else "Created the first admin")
+            out.print(f"{what}: email {admin.email}  password {admin.password}")
+            out.print(f"Sign in at {base}/console/ (shown once; change it after logging in)")
+            first_admin.shown()
+
+    # A daemon thread: if the server fails to start, the process exits and nothing is shown.
+    threading.Thread(target=wait_and_print, name="gatehouse-announce", daemon=True).start()
 
 
 # glibc gives every thread that allocates (hashing threads, SQLite threads) its own
@@ -112,31 +199,30 @@ def serve(
 ) -> None:
     """Run the HTTP server."""
     _tune_malloc()
-    settings = prepare_dev(host, port) if dev else settings_or_exit()
-    try:
-        settings.require_secrets()
-    except SettingsError as exc:
-        from gatehouse.cli.common import err
+    if dev and not is_loopback(host):
+        # --dev generates secrets, seeds an admin and drops Secure from cookies: this machine only.
+        fail(f"--dev serves this machine only: --host must be a loopback address such as "
+             f"127.0.0.1 (got {host}); run without --dev to serve others", code=2)
+    settings = dev_settings(host, port) if dev else settings_or_exit()
+    check_config(settings, dev=dev, workers=workers)
+    check_port(host, port)
+    check_migrations(settings, dev=dev)
+    admin = None
+    if dev:
+        from gatehouse.context import Context
 
-        for line in exc.lines:
-            err.print(f"config error: {line}")
-        raise typer.Exit(2) from None
-    if workers > 1 and not settings.redis_url:
-        from gatehouse.cli.common import fail
+        ctx = Context.build(settings)
 
-        fail("--workers > 1 needs REDIS_URL: revocations, rate limits and throttles must be shared "
-             "between processes", code=2)
+        async def seed() -> first_admin.Credentials | None:
+            try:
+                return await first_admin.dev_admin(ctx)
+            finally:
+                await ctx.close()
+
+        admin = run_async(seed())
+    _announce_when_listening(host, port, settings, admin)
     import uvicorn
 
-    from gatehouse.context import Context
-
-    try:
-        Context.build(settings)  # fail fast on unusable keys before binding the port
-    except SettingsError as exc:
-        from gatehouse.cli.common import fail
-
-        fail("; ".join(exc.lines), code=2)
-    out.print(f"Gatehouse listening on http://{host}:{port} (public URL {settings.public_api_url})")
     uvicorn.run(
         "gatehouse.app:app_from_env",
         factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -10,11 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gatehouse.audit.service import CLI, record
+from gatehouse.cli import first_admin
 from gatehouse.cli.common import err, fail, out, settings_or_exit, with_context
 from gatehouse.errors import NotFound
 from gatehouse.store.db.models import User
 from gatehouse.users import importer
 from gatehouse.users import service as users
+from gatehouse.users.set_password import set_password
 
 if TYPE_CHECKING:
     from gatehouse.context import Context
@@ -31,19 +34,52 @@ async def _by_email(ctx: Context, email: str) -> User:
     return user
 
 
+PASSWORD_STDIN_HELP = "Read the password from the first line of standard input."
+
+
 @app.command("create")
 def create(
     email: str = typer.Option(..., help="Email address (normalised)."),
-    password: str = typer.Option(..., help="Password (checked against the policy)."),
+    password: str | None = typer.Option(
+        None, help="Deprecated: visible in the process list and shell history; "
+                   "omit it to be prompted, or use --password-stdin."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP),
     name: str = typer.Option("", help="Display name."),
     role: list[str] = typer.Option(["user"], "--role", help="Role; repeat for several."),
 ) -> None:
-    """Create a user."""
-    async def work(ctx: Context) -> User:
-        return await ctx.accounts.create(email=email, password=password, name=name, roles=role, actor=CLI)
+    """Create a user; the password is prompted for (hidden, twice) or read with --password-stdin."""
+    if password is not None:
+        if password_stdin:
+            fail("give the password with --password or --password-stdin, not both", code=2)
+        # Kept because API.md §5 lists it; argv is readable by every local user (ps, /proc).
+        err.print("warning: --password is visible in the process list and shell history; "
+                  "omit it to be prompted, or use --password-stdin")
+    secret = password if password is not None else read_password(password_stdin)
+    settings = settings_or_exit()
 
-    user = with_context(settings_or_exit(), work)
+    async def work(ctx: Context) -> User:
+        return await ctx.accounts.create(email=email, password=secret, name=name, roles=role, actor=CLI)
+
+    user = with_context(settings, work)
     out.print(f"created {user.email} ({user.id}) roles: {', '.join(user.roles)}")
+
+
+@app.command("set-password")
+def set_password_(
+    email: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP),
+) -> None:
+    """Set a user's password (prompted for, hidden, twice) and revoke all its sessions."""
+    password = read_password(password_stdin)
+    settings = settings_or_exit()
+
+    async def work(ctx: Context) -> tuple[User, int]:
+        user = await _by_email(ctx, email)
+        return user, await set_password(ctx.accounts, user, password, CLI)
+
+    user, revoked = with_context(settings, work)
+    first_admin.forget(user.id)  # `serve --dev` must not reset a password someone chose
+    out.print(f"password of {user.email} set; {revoked} session(s) revoked")
 
 
 @app.command("list")
@@ -161,14 +197,41 @@ def revoke_all(user: str = typer.Option(None, "--user", help="Only this user's (
     out.print(f"revoked {count} session(s)")
 
 
+# Gatehouse's own keys in Redis (throttle, lockout, replay memory, the limits library's
+# counters): the only ones `cache clear` deletes, never the rest of a shared Redis.
+CLEARED_PREFIXES = ("lf:", "ll:", "le:", "li:", "sig:", "LIMITS:")
+
+
 @cache_app.command("clear")
 def clear() -> None:
-    """Clear rate-limit and throttle counters and cached state (revocations are rebuilt)."""
-    async def work(ctx: Context) -> None:
-        for prefix in ("lf:", "ll:", "le:", "li:", "sig:", "LIMITS:"):
-            await ctx.kv.delete_prefix(prefix)
+    """Clear rate-limit and throttle counters in Redis (revocations are rebuilt)."""
+    settings = settings_or_exit()
+    if not settings.redis_url:
+        # Without Redis each server keeps its counters in its own memory: nothing here can
+        # reach them, and saying "cleared" would be a lie.
+        fail("REDIS_URL is not set: nothing to clear (the in-process cache lives in each server "
+             "process; restart it, or use `gatehouse users unlock EMAIL` for one account)")
+
+    async def work(ctx: Context) -> int:
+        deleted = 0
+        for prefix in CLEARED_PREFIXES:
+            deleted += await ctx.kv.delete_prefix(prefix)
         async with ctx.db() as db:
             await ctx.revocations.warm_up(db)
+        return deleted
 
-    with_context(settings_or_exit(), work)
-    out.print("cache cleared")
+    deleted = with_context(settings, work)
+    out.print(f"cache cleared: {deleted} key(s) deleted from Redis")
+
+
+def read_password(from_stdin: bool) -> str:
+    """The password from standard input's first line, or a hidden prompt asked twice."""
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            fail("--password-stdin: standard input holds no password", code=2)
+        return line
+    if not sys.stdin.isatty():
+        fail("no terminal to prompt for the password: pipe it with --password-stdin", code=2)
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return value
