@@ -315,3 +315,63 @@ async def test_admin_create_applies_the_policy(ctx: Context, client: httpx.Async
     )
     assert (r.status_code, r.json()["code"]) == (422, "validation_failed")
     assert "too short" in r.json()["detail"]
+
+
+# -- bounded hashing queue ------------------------------------------------------------------
+
+# One hashing thread and slow hashes, so concurrent requests find it busy.
+SLOW_HASHING = {"GATEHOUSE_HASH_WORKERS": "1", "GATEHOUSE_ARGON2_MEMORY_KIB": "65536",
+                "GATEHOUSE_RATE_LIMITS": "off", "LOGIN_MAX_FAILURES": "1000"}
+
+
+def _assert_overloaded(r: httpx.Response) -> None:
+    assert (r.status_code, r.json()["code"]) == (503, "service_unavailable"), r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["retry-after"] == str(r.json()["retry_after"]) == "7"
+
+
+@pytest.mark.asyncio
+async def test_login_flood_beyond_the_hash_queue_gets_503_with_retry_after(make_app: Any) -> None:
+    """With GATEHOUSE_HASH_QUEUE_MAX reached, further logins answer 503 service_unavailable with
+    Retry-After at once instead of queueing without bound; none is a 500, and the queue drains."""
+    app = make_app(**SLOW_HASHING, GATEHOUSE_ARGON2_TIME_COST="4", GATEHOUSE_HASH_QUEUE_MAX="1",
+                   GATEHOUSE_RETRY_AFTER="7")
+    await create_user(app.state.ctx)
+    async with asgi_client(app) as client:
+        answers = await asyncio.gather(*(
+            client.post("/api/v1/auth/login", json={"email": "alice@example.com",
+                                                    "password": PASSWORD})
+            for _ in range(12)
+        ))
+        statuses = sorted(r.status_code for r in answers)
+        assert set(statuses) == {200, 503}, statuses
+        # One hashing now, one waiting: the rest were refused without touching the pool.
+        assert statuses.count(200) <= 4, statuses
+        for r in answers:
+            if r.status_code == 503:
+                _assert_overloaded(r)
+        assert (await client.post("/api/v1/auth/login", json={
+            "email": "alice@example.com", "password": PASSWORD})).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_register_and_password_change_answer_503_while_the_hash_queue_is_full(
+    make_app: Any,
+) -> None:
+    """Register and password change share the bounded hashing queue: while it is full they
+    answer 503 with Retry-After, and work again once it drains."""
+    app = make_app(**SLOW_HASHING, GATEHOUSE_ARGON2_TIME_COST="10", GATEHOUSE_HASH_QUEUE_MAX="0",
+                   GATEHOUSE_RETRY_AFTER="7", GATEHOUSE_SIGNUP="open")
+    await create_user(app.state.ctx)
+    change = {"current_password": PASSWORD, "new_password": LONG_PASSPHRASE}
+    async with asgi_client(app) as client:
+        tokens = await login(client)
+        auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        busy = asyncio.create_task(client.post(
+            "/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}))
+        await asyncio.sleep(0.3)  # the slow login now holds the only place (about 1 s of hashing)
+        _assert_overloaded(await _register(client, LONG_PASSPHRASE))
+        _assert_overloaded(await client.post("/api/v1/users/profile/password", json=change,
+                                              headers=auth))
+        assert (await busy).status_code == 200
+        assert (await _register(client, LONG_PASSPHRASE)).status_code == 201

@@ -54,6 +54,8 @@ class Context:
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
             workers=settings.hash_workers,
+            queue_max=settings.hash_queue_max,
+            retry_after=settings.retry_after_seconds,
         )
         server_keys = ServerKeys(settings.encryption_key.get_secret_value())
         key_ring = KeyRing(

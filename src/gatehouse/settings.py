@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(19_456, ge=8_192, le=1_048_576, alias="GATEHOUSE_ARGON2_MEMORY_KIB")
     argon2_parallelism: int = Field(1, ge=1, le=16, alias="GATEHOUSE_ARGON2_PARALLELISM")
     hash_workers: int | None = Field(None, ge=1, le=64, alias="GATEHOUSE_HASH_WORKERS")
+    # Password checks waiting for a hash thread; beyond it 503 (default 64 per worker).
+    hash_queue_max: int | None = Field(None, ge=0, le=100_000, alias="GATEHOUSE_HASH_QUEUE_MAX")
     password_min_length: int = Field(12, ge=8, le=128, alias="GATEHOUSE_PASSWORD_MIN_LENGTH")
 
     max_body_bytes: int = Field(65_536, ge=1024, alias="GATEHOUSE_MAX_BODY_BYTES")

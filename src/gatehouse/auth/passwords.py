@@ -2,7 +2,14 @@
 
 Hashing runs in a thread pool sized to the cores: argon2-cffi and bcrypt
 release the GIL, so a login storm uses the cores without stalling token
-validation on the event loop. The policy follows NIST SP 800-63B §5.1.1.2:
+validation on the event loop. The pool's queue is bounded: at most
+`queue_max` jobs wait for a thread (GATEHOUSE_HASH_QUEUE_MAX, default 64 per
+worker); beyond that `hash` and `verify` raise ServiceUnavailable at once
+(503 with Retry-After), so a login flood costs a fixed amount of memory and
+every admitted attempt still answers within a bounded time, rather than a
+queue that grows without end and answers everyone too late.
+
+The policy follows NIST SP 800-63B §5.1.1.2:
 a minimum length, long passphrases allowed, no composition rules, and
 common or context-specific passwords refused (zxcvbn's dictionaries).
 """
@@ -12,22 +19,27 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import bcrypt
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gatehouse.errors import WeakPassword
+from gatehouse.errors import ServiceUnavailable, WeakPassword
 
 MAX_PASSWORD_BYTES = 1024
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # zxcvbn is super-linear in the input length; what follows the first 100
 # characters of a passphrase adds strength, never weakness, so it is not scored.
 _ZXCVBN_MAX_CHARS = 100
+T = TypeVar("T")
+QUEUE_PER_WORKER = 64  # the default GATEHOUSE_HASH_QUEUE_MAX is this many jobs per thread
 
 
 def _usable_cores() -> int:
@@ -48,14 +60,19 @@ class PasswordHasher:
     """argon2id hashing plus bcrypt verification for imported hashes."""
 
     def __init__(
-        self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None
+        self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None,
+        queue_max: int | None = None, retry_after: int = 5,
     ) -> None:
         self._argon2 = Argon2Hasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers or _usable_cores(), thread_name_prefix="gatehouse-hash"
-        )
+        workers = workers or _usable_cores()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-hash")
+        # Jobs admitted (running or waiting): at most one per thread plus the queue.
+        self.max_pending = workers + (QUEUE_PER_WORKER * workers if queue_max is None else queue_max)
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._retry_after = retry_after
         # A real hash of a random password: unknown emails are verified against
         # it so that their timing matches a wrong password for a real account.
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
@@ -94,12 +111,32 @@ class PasswordHasher:
         return Verification(ok=ok, needs_rehash=ok)
 
     async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.hash_sync, password)
+        return await self._run(self.hash_sync, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> Verification:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.verify_sync, stored_hash, password)
+        return await self._run(self.verify_sync, stored_hash, password)
+
+    async def _run(self, job: Callable[..., T], *args: Any) -> T:
+        """Run `job` on the pool if the queue has room; ServiceUnavailable (503) at once if not."""
+        with self._pending_lock:
+            if self._pending >= self.max_pending:
+                raise ServiceUnavailable(
+                    self._retry_after, "Too many password checks at once; retry shortly.")
+            self._pending += 1
+        try:
+            future = self._pool.submit(job, *args)
+        except RuntimeError:  # the pool is shut down (the app is closing)
+            self._release()
+            raise
+        # The place is given back when the job is done, never earlier: a request whose client
+        # went away leaves its job running (shielded), so the pool's queue never holds more
+        # than `max_pending` jobs, cancelled or not.
+        future.add_done_callback(self._release)
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    def _release(self, _: object = None) -> None:
+        with self._pending_lock:  # runs on the pool's threads too
+            self._pending -= 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
