@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -71,6 +72,9 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(index=True)
     # When roles last changed: access tokens issued before it answer token_expired.
     roles_changed_at: Mapped[datetime | None] = mapped_column(index=True)
+    email_verified: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class Session(Base):
@@ -106,6 +110,24 @@ class TokenNotBefore(Base):
     subject: Mapped[str] = mapped_column(String(36), primary_key=True)
     not_before: Mapped[datetime] = mapped_column(index=True)
     keep_session: Mapped[str | None] = mapped_column(String(36))
+
+
+class EmailLink(Base):
+    """The single-use token of a password-reset (`reset`) or email-verification (`verify`)
+    link, by SHA-256 hash. `password_fp` fingerprints the password hash a reset link was
+    issued under: any later password change spends it (migration 0005).
+    """
+
+    __tablename__ = "email_links"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    password_fp: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
 
 
 class RefreshToken(Base):
