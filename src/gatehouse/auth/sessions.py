@@ -296,8 +296,10 @@ class SessionService(SessionAdmin):
                 .values(revoked_at=now, revoke_reason="reuse", reuse_token_hash=token_hash)
             )
             if result.rowcount:  # type: ignore[attr-defined]
+                # Whoever presents the token acts as the session's user, so the event is theirs
+                # (found by `GET /admin/audit?user_id=`).
                 await record(db, "refresh.reuse_detected",
-                             Actor(None, actor.ip, actor.request_id, actor.user_agent),
+                             Actor(user_id, actor.ip, actor.request_id, actor.user_agent),
                              session_id=sid, target_user_id=user_id)
         await self.revocations.revoke_sessions([sid], "reuse")
         self.metrics.sessions_revoked.labels("reuse").inc()
