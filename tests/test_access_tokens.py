@@ -377,6 +377,16 @@ async def test_token_with_a_crit_header_is_invalid(client: httpx.AsyncClient, cr
 
 
 @pytest.mark.asyncio
+async def test_unencoded_payload_header_is_invalid(client: httpx.AsyncClient) -> None:
+    """RFC 7797's `b64: false` (an unencoded payload: the same bytes mean another payload) is
+    refused even without `crit`, as PyJWT refuses it; `b64: true` changes nothing."""
+    await assert_invalid(client, sign_hs256(valid_claims(),
+                                            header={"alg": "HS256", "typ": "at+jwt", "b64": False}))
+    token = sign_hs256(valid_claims(), header={"alg": "HS256", "typ": "at+jwt", "b64": True})
+    assert (await answer(client, token))[0] == 200
+
+
+@pytest.mark.asyncio
 async def test_null_kid_is_invalid(client: httpx.AsyncClient) -> None:
     """`"kid": null` is a malformed header, not an absent kid (PyJWT refuses it too)."""
     header = {"alg": "HS256", "typ": "at+jwt", "kid": None}

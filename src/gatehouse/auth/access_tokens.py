@@ -7,7 +7,8 @@ RFC 8725 rules applied here:
   compare case-insensitively, RFC 7515 §4.1.9), so no other JWT kind is accepted as an
   access token; tokens are issued with `at+jwt`;
 - RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand;
-  we understand none, so any `crit` makes the token invalid;
+  we understand none, so any `crit` makes the token invalid, and so does RFC 7797's
+  `b64: false` (an unencoded payload), with or without `crit`;
 - segments are strict base64url: the RFC 7515 alphabet, no padding, and canonical
   (the unused low bits of the last character are zero), as PyJWT decodes them;
 - §3.8/3.9 `iss` and `aud` are checked exactly;
@@ -125,8 +126,10 @@ class AccessTokens:
         header = _json_segment(h64)
         if header.get("alg") != self.keys.algorithm or not _is_access_token_type(header.get("typ")):
             raise TokenInvalid()
-        if "crit" in header:
-            raise TokenInvalid()  # RFC 7515 §4.1.11: we implement no extension
+        if "crit" in header or header.get("b64") is False:
+            # RFC 7515 §4.1.11: we implement no extension; RFC 7797's unencoded payload
+            # (`b64: false`) would make the same bytes mean another payload.
+            raise TokenInvalid()
         kid = header.get("kid")
         if "kid" in header and not isinstance(kid, str):
             raise TokenInvalid()  # including `"kid": null`
