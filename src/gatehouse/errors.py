@@ -17,7 +17,9 @@ maps them to a status and an RFC 9457 body; the CLI prints `detail`.
     │   └── SignatureInvalid             signature_invalid
     ├── PermissionDenied                 forbidden
     │   ├── CsrfFailed                   csrf_failed
-    │   └── AccountDisabled              account_disabled
+    │   ├── AccountDisabled              account_disabled
+    │   └── EmailUnverified              email_unverified
+    ├── LinkInvalid                      link_invalid
     ├── NotFound                         not_found
     ├── MethodNotAllowed                 method_not_allowed
     ├── Conflict                         conflict
@@ -136,6 +138,23 @@ class AccountDisabled(PermissionDenied):
     code = "account_disabled"
     title = "Account disabled"
     default_detail = "This account has been disabled by an administrator."
+
+
+class EmailUnverified(PermissionDenied):
+    code = "email_unverified"
+    title = "Email address not verified"
+    default_detail = (
+        "Verify your email address first; POST /auth/email/verify-request sends a new link."
+    )
+
+
+class LinkInvalid(GatehouseError):
+    code = "link_invalid"
+    title = "Link invalid"
+    default_detail = (
+        "This link is unknown, already used, superseded by a newer one, or expired; "
+        "ask for a new email."
+    )
 
 
 class NotFound(GatehouseError):

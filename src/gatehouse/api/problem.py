@@ -27,6 +27,7 @@ log = structlog.get_logger("gatehouse.api")
 STATUS: dict[type[errors.GatehouseError], int] = {
     errors.AuthenticationError: 401,
     errors.PermissionDenied: 403,
+    errors.LinkInvalid: 400,
     errors.NotFound: 404,
     errors.MethodNotAllowed: 405,
     errors.Conflict: 409,
