@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     vapid_public_key: str | None = Field(None, alias="VAPID_PUBLIC_KEY")
     vapid_private_key: SecretStr | None = Field(None, alias="VAPID_PRIVATE_KEY")
     vapid_subject: str | None = Field(None, alias="VAPID_SUBJECT")
+    # Email (API.md §6, §8). SMTP_URL may carry a password: a secret, never logged.
+    smtp_url: SecretStr | None = Field(None, alias="SMTP_URL")
+    mail_from: str | None = Field(None, alias="MAIL_FROM")
+    public_app_url: str | None = Field(None, alias="PUBLIC_APP_URL")
+    password_reset_ttl: int = Field(1800, ge=1, le=604_800, alias="PASSWORD_RESET_TTL")
+    email_verify_ttl: int = Field(86_400, ge=1, le=2_592_000, alias="EMAIL_VERIFY_TTL")
+    require_verified_email: bool = Field(False, alias="GATEHOUSE_REQUIRE_VERIFIED_EMAIL")
+    mail_retries: int = Field(5, ge=0, le=20, alias="GATEHOUSE_MAIL_RETRIES")
+    mail_retry_base: float = Field(2.0, gt=0, le=600, alias="GATEHOUSE_MAIL_RETRY_BASE")
+    mail_timeout: float = Field(20.0, gt=0, le=300, alias="GATEHOUSE_MAIL_TIMEOUT")
+    mail_queue_max: int = Field(1000, ge=1, le=100_000, alias="GATEHOUSE_MAIL_QUEUE_MAX")
 
     public_api_url: str = Field("http://127.0.0.1:8000", alias="PUBLIC_API_URL")
     cors_origins: Annotated[list[str], NoDecode] = Field(
@@ -214,6 +225,26 @@ class Settings(BaseSettings):
             raise ValueError("must use the limits notation, e.g. 600/minute") from None
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value().strip() == "":
+            return None
+        from gatehouse.notify.smtp_url import parse_smtp_url
+
+        parse_smtp_url(value.get_secret_value())  # ValueError names no part of the URL
+        return value
+
+    @field_validator("public_app_url")
+    @classmethod
+    def _app_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://app.example.com")
+        return value.rstrip("/")
+
     @field_validator("vapid_subject")
     @classmethod
     def _vapid_subject(cls, value: str | None) -> str | None:
@@ -254,6 +285,16 @@ class Settings(BaseSettings):
     def public_origin(self) -> str:
         parts = urlsplit(self.public_api_url)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def app_url(self) -> str:
+        """Base of the links in emails: PUBLIC_APP_URL, else PUBLIC_API_URL + /console."""
+        return self.public_app_url or self.public_api_url + "/console"
+
+    @property
+    def mail_sender(self) -> str:
+        """MAIL_FROM, else `Gatehouse <no-reply@HOST>` with the host of PUBLIC_API_URL."""
+        return self.mail_from or f"Gatehouse <no-reply@{urlsplit(self.public_api_url).hostname}>"
 
     @property
     def rate_limits_enabled(self) -> bool:
