@@ -67,7 +67,8 @@ def test_unknown_verb_and_bad_option_fail_without_traceback(tmp_path: Path) -> N
 def test_every_verb_has_help(tmp_path: Path) -> None:
     """Each verb of API.md §5 answers --help."""
     for verb in (["serve"], ["db", "status"], ["db", "upgrade"], ["db", "downgrade"], ["db", "backup"],
-                 ["users", "create"], ["users", "import"], ["sessions", "revoke-all"], ["cache", "clear"],
+                 ["users", "create"], ["users", "set-password"], ["users", "import"],
+                 ["sessions", "revoke-all"], ["cache", "clear"],
                  ["keys", "generate"], ["keys", "rotate"], ["doctor"]):
         result = run_cli(*verb, "--help", cwd=tmp_path)
         assert result.returncode == 0, (verb, result.stderr)
