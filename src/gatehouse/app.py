@@ -17,7 +17,7 @@ from gatehouse.api import cookies, openapi, problem
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
-from gatehouse.api.routes import admin, auth, docs, ops, push, users, web
+from gatehouse.api.routes import admin, auth, docs, ops, push, recovery, users, web
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
@@ -100,8 +100,10 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
             # Protected routes answer 503 until the poller has loaded the revocations.
             log.warning("startup_warm_up_failed", error=type(exc).__name__)
         poller = asyncio.create_task(_follow_revocations(ctx))
+        ctx.mailer.start()  # email goes out from here, never on the request path (API.md §8)
         yield
         poller.cancel()
+        await ctx.mailer.stop()
         await ctx.close()
 
     app = FastAPI(
@@ -119,8 +121,8 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
 
     _add_routes(app, ops.router, prefix="")
     for prefix, deprecated in (("/api/v1", False), ("/api", True)):
-        routers = [auth.public, auth.router, users.router, admin.router, push.router,
-                   ops.client_errors]
+        routers = [auth.public, auth.router, recovery.router, users.router, admin.router,
+                   push.router, ops.client_errors]
         if settings.signup == "open":
             routers.append(auth.signup)
         for router in routers:

@@ -14,6 +14,7 @@ from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import Revocations
 from gatehouse.auth.sessions import SessionPolicy, SessionService
 from gatehouse.auth.throttle import LoginThrottle, ThrottlePolicy
+from gatehouse.notify.mail import Mailer
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits
 from gatehouse.settings import Settings
@@ -21,6 +22,7 @@ from gatehouse.store.db.engine import create_engine, create_sessionmaker
 from gatehouse.store.db.units import UnitRunner
 from gatehouse.store.kv import KeyValueStore, create_kv
 from gatehouse.users.accounts import AccountService
+from gatehouse.users.recovery import Recovery
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Context:
     accounts: AccountService
     api_keys: ApiKeyService
     rate_limits: RateLimits
+    mailer: Mailer
+    recovery: Recovery
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -82,6 +86,7 @@ class Context:
             throttle=throttle, metrics=metrics,
             units=UnitRunner(engine, settings.database_url),
             policy=SessionPolicy(
+                require_verified_email=settings.require_verified_email,
                 refresh_ttl=settings.refresh_token_ttl,
                 idle_ttl=settings.session_idle_ttl,
                 grace_seconds=settings.refresh_grace_seconds,
@@ -93,11 +98,13 @@ class Context:
         )
         api_keys = ApiKeyService(db=db, kv=kv, keys=server_keys, skew=settings.signature_skew)
         rate_limits = RateLimits(settings, metrics)
+        mailer = Mailer(settings, metrics)
+        recovery = Recovery(db=db, accounts=accounts, mailer=mailer, settings=settings)
         return cls(
             settings=settings, engine=engine, db=db, kv=kv, metrics=metrics, hasher=hasher,
             server_keys=server_keys, key_ring=key_ring, tokens=tokens, revocations=revocations,
             throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
-            rate_limits=rate_limits,
+            rate_limits=rate_limits, mailer=mailer, recovery=recovery,
         )
 
     async def close(self) -> None:

@@ -76,6 +76,25 @@ class AdminUserCreate(Strict):
     password: Password
     name: Name = ""
     roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] = ["user"]
+    email_verified: StrictBool = False
+
+
+LinkToken = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class EmailIn(Strict):
+    """`/auth/password/forgot` and `/auth/email/verify-request` without a session (API.md §8)."""
+
+    email: Email
+
+
+class PasswordResetIn(Strict):
+    token: LinkToken
+    new_password: Password
+
+
+class EmailVerifyIn(Strict):
+    token: LinkToken
 
 
 class AdminUserPatch(Strict):
@@ -114,6 +133,7 @@ class UserOut(BaseModel):
     roles: list[str]
     disabled: bool
     created_at: str
+    email_verified: bool
 
 
 class TokenPairOut(BaseModel):

@@ -18,6 +18,7 @@ EVENT_TYPES = frozenset({
     "refresh.reuse_detected", "password.changed", "session.revoked", "sessions.revoked_all",
     "user.created", "user.updated", "user.role_changed", "user.disabled", "user.unlocked",
     "users.imported", "api_key.created", "api_key.revoked",
+    "password.reset_requested", "password.reset", "email.verified",
 })
 
 

@@ -249,7 +249,8 @@ class Revocations:
 
 
 async def apply_unlocks(db: AsyncSession, throttle: LoginThrottle, after_id: int) -> int:
-    """Apply `user.unlocked` audit events newer than `after_id`; returns the newest id seen.
+    """Apply `user.unlocked` (and `password.reset`, which clears the account's throttling too)
+    audit events newer than `after_id`; returns the newest id seen.
 
     The first call (after_id 0) only finds the current position: unlocks from
     before start-up concern counters this process never had.
@@ -263,7 +264,7 @@ async def apply_unlocks(db: AsyncSession, throttle: LoginThrottle, after_id: int
     rows = (await db.execute(
         select(AuditEvent.id, AuditEvent.data)
         .where(AuditEvent.id > max(after_id, 0), AuditEvent.id <= newest,
-               AuditEvent.type == "user.unlocked")
+               AuditEvent.type.in_(("user.unlocked", "password.reset")))
         .order_by(AuditEvent.id)
     )).all()
     for _, data in rows:

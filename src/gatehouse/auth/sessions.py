@@ -39,6 +39,7 @@ from gatehouse.auth.session_admin import SessionAdmin
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import (
     AccountDisabled,
+    EmailUnverified,
     InvalidCredentials,
     LoginThrottled,
     RefreshExpired,
@@ -62,6 +63,8 @@ class SessionPolicy:
     refresh_ttl: int
     idle_ttl: int
     grace_seconds: int
+    # GATEHOUSE_REQUIRE_VERIFIED_EMAIL: a correct password of an unverified address is 403.
+    require_verified_email: bool = False
 
 
 @dataclass
@@ -164,6 +167,9 @@ class SessionService(SessionAdmin):
         if user.disabled:
             self.metrics.logins.labels("disabled").inc()
             raise AccountDisabled()
+        if self.policy.require_verified_email and not user.email_verified:
+            self.metrics.logins.labels("unverified").inc()
+            raise EmailUnverified()
         if verification.needs_rehash:
             new_hash = await self.hasher.hash(password)
             async with self.db.begin() as db:
@@ -218,7 +224,7 @@ class SessionService(SessionAdmin):
                 raise SessionRevoked()  # its row is gone (restored database), revoke-all came after
             raise RefreshInvalid()
         (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
-         user_id, email, name, roles, disabled, created_at) = row
+         user_id, email, name, roles, disabled, created_at, email_verified) = row
         if revoked_at is not None or disabled or user_id is None:
             if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
                 raise RefreshReused()
@@ -229,7 +235,7 @@ class SessionService(SessionAdmin):
         if now >= expires_at or now >= idle_end:
             raise RefreshExpired()
         user = User(id=user_id, email=email, name=name, roles=roles, disabled=disabled,
-                    created_at=created_at)
+                    created_at=created_at, email_verified=bool(email_verified))
         if superseded_at is None:
             rotated = await self._rotate(sid, token_hash, generation, secret, actor, now)
             # None: another racer rotated it between our read and our write (maybe more than

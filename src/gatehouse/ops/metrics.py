@@ -40,13 +40,21 @@ class Metrics:
             "gatehouse_dependency_errors_total", "Failures talking to a dependency",
             ["dependency"], registry=r,
         )
+        self.mail_sent = Counter(
+            "gatehouse_mail_sent_total", "Emails delivered or given up on", ["kind", "result"],
+            registry=r,
+        )
         # Pre-create the label sets dashboards expect, so they read 0 rather than absent.
-        for result in ("success", "invalid_credentials", "throttled", "disabled"):
+        for result in ("success", "invalid_credentials", "throttled", "disabled", "unverified"):
             self.logins.labels(result)
         for result in ("success", "grace", "expired", "invalid", "revoked", "reused"):
             self.refreshes.labels(result)
-        for reason in ("logout", "logout_all", "password_change", "admin", "reuse", "disabled"):
+        for reason in ("logout", "logout_all", "password_change", "password_reset", "admin",
+                       "reuse", "disabled"):
             self.sessions_revoked.labels(reason)
+        for kind in ("password_reset", "email_verify", "notification", "test"):
+            for outcome in ("sent", "failed"):
+                self.mail_sent.labels(kind, outcome)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,9 @@
 """Per-IP rate limits (API.md §4) with the `limits` library, on the same backend as the KV store.
 
 Buckets: `api` (GATEHOUSE_RATE_LIMIT, every API route not listed below),
-`login`, `refresh` and `register` (each its own bucket of
-GATEHOUSE_AUTH_RATE_LIMIT, not counted against `api`), and `client_errors`
+`login`, `refresh`, `register` and `recovery` (password reset and email
+verification, API.md §8) (each its own bucket of GATEHOUSE_AUTH_RATE_LIMIT, not
+counted against `api`), and `client_errors`
 (GATEHOUSE_CLIENT_ERRORS_RATE_LIMIT). The middleware counts every `/api/...`
 request before anything else runs, so malformed, oversized and unknown-route
 requests count too and every answer carries the RateLimit-* headers (left in
@@ -30,8 +31,10 @@ from gatehouse.errors import RateLimited, ServiceUnavailable
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 
-SCOPES = ("api", "login", "refresh", "register", "client_errors")
+SCOPES = ("api", "login", "refresh", "register", "recovery", "client_errors")
 _OWN_BUCKETS = {"/auth/login": "login", "/auth/refresh": "refresh", "/auth/register": "register",
+                "/auth/password/forgot": "recovery", "/auth/password/reset": "recovery",
+                "/auth/email/verify-request": "recovery", "/auth/email/verify": "recovery",
                 "/client-errors": "client_errors"}
 log = structlog.get_logger("gatehouse.ratelimit")
 
@@ -67,6 +70,7 @@ class RateLimits:
             "login": parse_many(settings.auth_rate_limit),
             "refresh": parse_many(settings.auth_rate_limit),
             "register": parse_many(settings.auth_rate_limit),
+            "recovery": parse_many(settings.auth_rate_limit),
             "client_errors": parse_many(settings.client_errors_rate_limit),
         }
 

@@ -66,6 +66,7 @@ class AccountService:
     async def create(
         self, *, email: str, password: str, name: str, roles: list[str], actor: Actor,
         self_service: bool = False, holder: frozenset[str] | None = None,
+        email_verified: bool = False,
     ) -> User:
         """Create an account; on self-service sign-up the new user is its own actor."""
         email = checked_email(email)
@@ -75,7 +76,8 @@ class AccountService:
         password_hash = await self.hasher.hash(password)
         async with self.db.begin() as db:
             user = await users.create_user(
-                db, email=email, name=name, password_hash=password_hash, roles=roles
+                db, email=email, name=name, password_hash=password_hash, roles=roles,
+                email_verified=email_verified,
             )
             if self_service:
                 actor = dataclasses.replace(actor, user_id=user.id)

@@ -28,6 +28,7 @@ def public_user(user: User) -> dict[str, Any]:
         "roles": list(user.roles),
         "disabled": user.disabled,
         "created_at": rfc3339(user.created_at),
+        "email_verified": bool(user.email_verified),
     }
 
 
@@ -87,13 +88,14 @@ async def find_by_email(db: AsyncSession, email: str) -> User | None:
 
 
 async def create_user(
-    db: AsyncSession, *, email: str, name: str, password_hash: str, roles: list[str]
+    db: AsyncSession, *, email: str, name: str, password_hash: str, roles: list[str],
+    email_verified: bool = False,
 ) -> User:
     now = datetime.now(UTC)
     user = User(
         id=str(uuid.uuid4()), email=email, name=name, password_hash=password_hash,
         roles=check_roles(roles), disabled=False, created_at=now, updated_at=now,
-        roles_changed_at=None,
+        roles_changed_at=None, email_verified=email_verified,
     )
     if await find_by_email(db, email) is not None:
         raise Conflict("A user with this email already exists.")

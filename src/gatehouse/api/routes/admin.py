@@ -54,6 +54,7 @@ async def create_user(body: AdminUserCreate, principal: UsersWrite, request: Req
     user = await ctx.accounts.create(
         email=body.email, password=body.password, name=body.name, roles=body.roles,
         actor=actor_of(request, principal), holder=principal.permissions,
+        email_verified=body.email_verified,
     )
     return JSONResponse(public_user(user), status_code=201)
 

@@ -190,4 +190,5 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx) -> JSONResponse
         email=body.email, password=body.password, name=body.name, roles=["user"],
         actor=actor_of(request), self_service=True,
     )
+    ctx.recovery.request_verification_of(user.id, actor_of(request))  # sent off the request path
     return JSONResponse(public_user(user), status_code=201)
