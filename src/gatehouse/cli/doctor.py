@@ -126,6 +126,14 @@ def _integrations(settings: Settings, online: bool) -> list[DoctorCheck]:
     return [DoctorCheck(v.name, v.ok, v.detail, v.hint) for v in verdicts]
 
 
+def _mail(settings: Settings, online: bool) -> DoctorCheck:
+    """SMTP_URL unset is a warning; `--online` does a real SMTP handshake (cli/mail.py)."""
+    from gatehouse.cli.mail import doctor_check
+
+    ok, detail, hint, warning = doctor_check(settings, online)
+    return DoctorCheck("mail", ok, detail, hint, warning=warning)
+
+
 async def _services(settings: Settings) -> list[DoctorCheck]:
     from gatehouse.ops.health import check_cache, check_database
     from gatehouse.store.db.engine import create_engine
@@ -162,13 +170,15 @@ def run_checks(online: bool = False) -> list[DoctorCheck]:
     checks += _secrets(settings)
     checks += asyncio.run(_services(settings))
     checks += _integrations(settings, online)
+    checks.append(_mail(settings, online))
     checks.append(check_runtime())
     return checks
 
 
 def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print {ok, checks} as JSON."),
-    online: bool = typer.Option(False, "--online", help="Also call the configured integrations."),
+    online: bool = typer.Option(
+        False, "--online", help="Also call the configured integrations and the SMTP server."),
 ) -> None:
     """Check configuration, secrets, database, migrations, cache and integrations."""
     checks = run_checks(online)

@@ -1,10 +1,10 @@
-"""`gatehouse`: serve, db, users, sessions, cache, keys, doctor."""
+"""`gatehouse`: serve, db, users, sessions, cache, keys, doctor, mail."""
 
 from __future__ import annotations
 
 import typer
 
-from gatehouse.cli import db, doctor, keys, ops, serve, users
+from gatehouse.cli import db, doctor, keys, mail, ops, serve, users
 from gatehouse.cli.common import guard
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(users.sessions_app, name="sessions")
 app.add_typer(users.cache_app, name="cache")
 app.add_typer(keys.app, name="keys")
 app.command("doctor")(doctor.doctor)
+app.add_typer(mail.app, name="mail")
 app.add_typer(ops.logs_app, name="logs")
 app.add_typer(ops.slo_app, name="slo")
 
