@@ -44,7 +44,8 @@ async def test_vapid_key_is_404_until_configured(client: httpx.AsyncClient, make
     "https://[64:ff9b:1::808:808]/send",  # NAT64 local-use prefix (RFC 8215)
     "https://[2002:a00:1::1]/send",       # 6to4 of 10.0.0.1
     "https://[2002:c0a8:101::1]/send",    # 6to4 of 192.168.1.1
-    "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/send", # Teredo
+    # Teredo
+    "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/send",
     "https://[fe80::1]/send",             # link-local
     "https://100.64.0.1/send",            # carrier-grade NAT
     "https://[::1/send",                  # unparseable host
