@@ -1,0 +1,139 @@
+/**
+ * The cross-tab refresh lock: who of the tabs of an origin sends the refresh.
+ *
+ * Web Locks where the browser has them; elsewhere a lease in localStorage
+ * (owner + expiry, written then read back after a short settle, since
+ * localStorage has no compare-and-set). Acquisition is always bounded:
+ * `acquire` resolves to `null` after `timeout` ms and the caller refreshes on
+ * its own. A holder that is frozen keeps its Web Lock: after one timeout we
+ * remember that holder and, while it still holds the lock, the live tabs
+ * coordinate through the lease instead. Correctness never rests on this lock:
+ * the server's idempotent grace is the floor; the lock keeps it to one request.
+ */
+import { delay } from "./utils/delay.js";
+import { timeoutSignal } from "./utils/timeout.js";
+
+const LEASE_MS = 5000; // a lease outlives a refresh; a dead tab's lease expires by itself
+const SETTLE_MS = 40; // time for a competing write to land before we read back
+const POLL_MS = 50;
+
+/**
+ * @typedef {{request: Function, query?: () => Promise<{held?: Array<{name?: string, clientId?: string}>}>}} LockManagerLike
+ * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void, removeItem(key: string): void}} StorageLike
+ * @typedef {() => void} Release
+ */
+
+/**
+ * @param {{name: string, locks: LockManagerLike | null, storage: StorageLike | null}} options
+ */
+export function createTabLock({ name, locks, storage }) {
+  const owner = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  const leaseKey = `${name}:lease`;
+  /** @type {string | null} the clientId of a Web Lock holder that outlived our timeout */
+  let stuckHolder = null;
+
+  /** @returns {Promise<string | null>} */
+  async function holderOfWebLock() {
+    if (!locks?.query) return null;
+    try {
+      const state = await locks.query();
+      return state.held?.find((lock) => lock.name === name)?.clientId ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * @param {number} timeout
+   * @param {AbortSignal | undefined} signal
+   * @returns {Promise<Release | null>}
+   */
+  function acquireWebLock(timeout, signal) {
+    const bounded = timeoutSignal(timeout, signal);
+    return new Promise((resolve, reject) => {
+      let granted = false;
+      /** @type {Promise<unknown>} */
+      const request = locks?.request(name, { signal: bounded.signal }, () => {
+        granted = true;
+        bounded.clear();
+        return new Promise((release) => resolve(() => release(undefined)));
+      });
+      Promise.resolve(request).catch(async (/** @type {unknown} */ error) => {
+        bounded.clear();
+        if (granted) return; // a failure after the grant is not ours to report
+        if (signal?.aborted) {
+          reject(signal.reason);
+          return;
+        }
+        if (bounded.signal.aborted) {
+          stuckHolder = await holderOfWebLock();
+          resolve(null);
+          return;
+        }
+        reject(error);
+      });
+    });
+  }
+
+  /** @returns {{owner: string, until: number} | null} */
+  function readLease() {
+    try {
+      const raw = storage?.getItem(leaseKey);
+      return raw ? JSON.parse(raw) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * @param {number} timeout
+   * @param {AbortSignal | undefined} signal
+   * @returns {Promise<Release | null>}
+   */
+  async function acquireLease(timeout, signal) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      if (signal?.aborted) throw signal.reason;
+      const current = readLease();
+      if (!current || current.until <= Date.now() || current.owner === owner) {
+        try {
+          storage?.setItem(leaseKey, JSON.stringify({ owner, until: Date.now() + LEASE_MS }));
+        } catch {
+          return null; // storage full or denied: go alone, the server's grace is the floor
+        }
+        await delay(SETTLE_MS, signal);
+        if (readLease()?.owner === owner) {
+          return () => {
+            if (readLease()?.owner === owner) storage?.removeItem(leaseKey);
+          };
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await delay(Math.min(POLL_MS, left), signal);
+    }
+  }
+
+  return {
+    /**
+     * The lock, or null after `timeout` ms (go alone). Rejects with the
+     * signal's reason when `signal` aborts first (the outcome arrived).
+     * @param {{timeout: number, signal?: AbortSignal}} options
+     * @returns {Promise<Release | null>}
+     */
+    async acquire({ timeout, signal }) {
+      if (locks) {
+        if (stuckHolder !== null) {
+          const holder = await holderOfWebLock();
+          if (holder === stuckHolder) {
+            return storage ? acquireLease(timeout, signal) : null;
+          }
+          stuckHolder = null;
+        }
+        return acquireWebLock(timeout, signal);
+      }
+      if (storage) return acquireLease(timeout, signal);
+      return null;
+    },
+  };
+}

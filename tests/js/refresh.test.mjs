@@ -1,0 +1,161 @@
+// Single-flight refresh: one refresh per expiry within a tab, across tabs, across the
+// clients of one tab; the cross-tab lock is bounded and never needed for correctness.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createClient } from "../../src/gatehouse/web/static/gatehouse-client.js";
+import { BASE, fakeBrowser, settle } from "./fakes.mjs";
+
+const PROFILE = "/api/v1/users/profile";
+
+function tabClient(browser, options = {}) {
+  return createClient({ baseUrl: BASE, fetch: browser.server.fetch, env: browser.tabEnv(), lockTimeout: 400, ...options });
+}
+
+test("N concurrent token_missing answers in one tab make one refresh and N retries (cookie mode)", async () => {
+  const browser = fakeBrowser();
+  const client = tabClient(browser);
+  await client.login("ada@example.test", "pw");
+  browser.server.expireAccess();
+  const answers = await Promise.all(Array.from({ length: 8 }, () => client.json(PROFILE)));
+  assert.equal(answers.length, 8);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  assert.equal(browser.server.count("GET", PROFILE), 16); // 8 failed tries, 8 retries
+  await client.close();
+});
+
+test("N concurrent token_expired answers in token mode make one refresh; retries carry the new token", async () => {
+  const browser = fakeBrowser();
+  const client = tabClient(browser, { mode: "token" });
+  await client.login("ada@example.test", "pw");
+  browser.server.expireAccess();
+  await Promise.all(Array.from({ length: 5 }, () => client.json(PROFILE)));
+  assert.equal(browser.server.counts.success, 1);
+  const retried = browser.server.seen.filter((r) => r.path === PROFILE).slice(5);
+  assert.deepEqual(retried.map((r) => r.headers.get("authorization")), Array(5).fill(`Bearer ${browser.server.access}`));
+  await client.close();
+});
+
+test("two tabs sharing locks, storage and a channel make one refresh for one expiry", async () => {
+  const browser = fakeBrowser();
+  browser.server.refreshDelay = 50;
+  const first = tabClient(browser);
+  const second = tabClient(browser);
+  await first.login("ada@example.test", "pw");
+  await settle();
+  browser.server.expireAccess();
+  await Promise.all([first.json(PROFILE), second.json(PROFILE), first.json(PROFILE), second.json(PROFILE)]);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  assert.equal(second.user?.id, "u1"); // the login in the other tab reached this one
+  await Promise.all([first.close(), second.close()]);
+});
+
+test("two tabs without Web Locks (localStorage lease fallback) make one refresh for one expiry", async () => {
+  const browser = fakeBrowser({ locks: false });
+  browser.server.refreshDelay = 50;
+  const first = tabClient(browser);
+  const second = tabClient(browser);
+  await first.login("ada@example.test", "pw");
+  await settle();
+  browser.server.expireAccess();
+  await Promise.all([first.json(PROFILE), second.json(PROFILE)]);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  await Promise.all([first.close(), second.close()]);
+});
+
+test("two clients created in one tab (a framework mounting twice) share one refresh", async () => {
+  const browser = fakeBrowser();
+  const env = browser.tabEnv();
+  const first = createClient({ baseUrl: BASE, fetch: browser.server.fetch, env });
+  const second = createClient({ baseUrl: BASE, fetch: browser.server.fetch, env });
+  await first.login("ada@example.test", "pw");
+  assert.equal(second.user?.id, "u1");
+  browser.server.expireAccess();
+  await Promise.all([first.json(PROFILE), second.json(PROFILE), second.json(PROFILE)]);
+  assert.equal(browser.server.counts.success, 1);
+  await Promise.all([first.close(), second.close()]);
+});
+
+test("two token-mode clients in one tab share the in-memory tokens and one refresh", async () => {
+  const browser = fakeBrowser();
+  const env = browser.tabEnv();
+  const first = createClient({ baseUrl: BASE, mode: "token", fetch: browser.server.fetch, env });
+  const second = createClient({ baseUrl: BASE, mode: "token", fetch: browser.server.fetch, env });
+  await first.login("ada@example.test", "pw");
+  browser.server.expireAccess();
+  await Promise.all([first.json(PROFILE), second.json(PROFILE)]);
+  assert.equal(browser.server.counts.success, 1);
+  await Promise.all([first.close(), second.close()]);
+});
+
+test("a lock held forever by a dead tab delays a refresh by the lock timeout only, then the tab refreshes alone", async () => {
+  const browser = fakeBrowser();
+  const client = tabClient(browser, { lockTimeout: 300 });
+  await client.login("ada@example.test", "pw");
+  browser.locks.holdForever(`gatehouse:${BASE}:cookie:refresh`);
+  browser.server.expireAccess();
+  const started = Date.now();
+  const profile = await client.json(PROFILE);
+  const waited = Date.now() - started;
+  assert.equal(profile.id, "u1");
+  assert.equal(browser.server.counts.success, 1);
+  assert.ok(waited >= 250 && waited < 2000, `waited ${waited} ms`);
+  await client.close();
+});
+
+test("sign-in and refresh cannot hang on a lock that is never granted", async () => {
+  const browser = fakeBrowser();
+  // A lock manager that never grants anything and ignores nothing: like a tab lock that hung sign-in elsewhere.
+  const env = { ...browser.tabEnv(), locks: { request: (_n, options) => new Promise((_r, reject) => options.signal.addEventListener("abort", () => reject(options.signal.reason))), query: async () => ({ held: [{ name: "x", clientId: "ghost" }] }) } };
+  const client = createClient({ baseUrl: BASE, fetch: browser.server.fetch, env, lockTimeout: 300 });
+  const deadline = (ms) => new Promise((_, reject) => setTimeout(() => reject(new Error(`hung for ${ms} ms`)), ms).unref());
+  await Promise.race([client.login("ada@example.test", "pw"), deadline(2000)]);
+  assert.equal(await Promise.race([client.refresh(), deadline(2000)]), true);
+  browser.server.expireAccess();
+  assert.equal((await Promise.race([client.json(PROFILE), deadline(2000)])).id, "u1");
+  assert.equal(browser.server.counts.success, 2);
+  await client.close();
+});
+
+test("a tab waiting for the lock adopts the other tab's outcome as soon as it is broadcast", async () => {
+  const browser = fakeBrowser();
+  browser.server.refreshDelay = 200;
+  const first = tabClient(browser, { lockTimeout: 5000 });
+  const second = tabClient(browser, { lockTimeout: 5000 });
+  await first.login("ada@example.test", "pw");
+  await settle();
+  const started = Date.now();
+  const both = await Promise.all([first.refresh(), (async () => { await settle(30); return second.refresh(); })()]);
+  assert.deepEqual(both, [true, true]);
+  assert.equal(browser.server.counts.success, 1);
+  assert.ok(Date.now() - started < 1500);
+  await Promise.all([first.close(), second.close()]);
+});
+
+test("the proactive refresh runs before expiry, once for two tabs, and no request sees a 401", async (t) => {
+  const browser = fakeBrowser();
+  // 2 s tokens are refreshed 0.5-0.75 s before they expire: at 1.25-1.5 s and 2.5-3 s after
+  // login, the third not before 3.75 s; so exactly 2 refreshes in 3.4 s, whichever tab sends them.
+  browser.server.expiresIn = 2;
+  const first = tabClient(browser);
+  const second = tabClient(browser);
+  t.after(() => Promise.all([first.close(), second.close()]));
+  await first.login("ada@example.test", "pw");
+  // Access tokens expire on the fake server after their lifetime, as on a real one.
+  const issued = new Map();
+  const originalIssue = browser.server.issue.bind(browser.server);
+  browser.server.issue = () => {
+    originalIssue();
+    const token = browser.server.access;
+    setTimeout(() => { if (browser.server.access === token) browser.server.expireAccess(); }, 2000).unref();
+    issued.set(token, Date.now());
+  };
+  await new Promise((resolve) => setTimeout(resolve, 3400));
+  const statuses = [];
+  for (const client of [first, second]) statuses.push((await client.fetch(PROFILE)).status);
+  assert.deepEqual(statuses, [200, 200]);
+  assert.equal(browser.server.counts.grace, 0);
+  assert.deepEqual(browser.server.counts, { success: 2, grace: 0, login: 1 });
+  const unauthorized = browser.server.seen.filter((r) => r.path === PROFILE).length;
+  assert.equal(unauthorized, 2);
+  await Promise.all([first.close(), second.close()]);
+});
