@@ -3,11 +3,13 @@ that signed in before, and the cookie lifts nothing but the per-email ceiling.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 import pytest
 
+from gatehouse.auth.devices import DeviceCookies
 from gatehouse.context import Context
 from tests._abuse_helpers import COOKIE_MODE, cookie_header, set_cookies
 from tests.conftest import PASSWORD, asgi_client, create_user
@@ -160,3 +162,33 @@ async def test_device_cookie_is_not_secure_with_insecure_cookies(make_app: Any) 
     async with asgi_client(app) as client:
         cookie = set_cookies(await _login(client))["gh_device"]
     assert ("secure" in cookie, cookie["httponly"], cookie["samesite"]) == (False, True, "strict")
+
+
+@pytest.mark.asyncio
+async def test_device_cookie_does_not_lift_the_per_ip_ceiling(make_app: Any) -> None:
+    """A client spraying many emails from one IP stays throttled by the per-IP ceiling, whatever
+    device cookie it shows."""
+    app = make_app(LOGIN_MAX_FAILURES="1000", GATEHOUSE_LOGIN_IP_CEILING="3")
+    await create_user(app.state.ctx, VICTIM, name="Victim")
+    async with asgi_client(app, client_ip="10.50.0.1") as sprayer:
+        device = cookie_header(gh_device=_device(await _login(sprayer)))
+        for i in range(4):
+            r = await _login(sprayer, f"user{i}@example.com", WRONG, **device)
+            assert r.status_code == 401
+        _throttled(await _login(sprayer, **device))
+
+
+@pytest.mark.asyncio
+async def test_a_device_cookie_older_than_a_year_vouches_for_nobody(make_app: Any) -> None:
+    """A genuine gh_device cookie issued more than a year ago (browsers drop it then; a copy kept
+    elsewhere may not) gives no exemption, while one issued yesterday does."""
+    app = make_app(LOGIN_MAX_FAILURES="1000", GATEHOUSE_LOGIN_EMAIL_CEILING="2")
+    ctx: Context = app.state.ctx
+    victim = await create_user(ctx, VICTIM, name="Victim")
+    cookies = DeviceCookies(ctx.server_keys.device)
+    stale = cookies.issue(victim.id, now=time.time() - ONE_YEAR - 60)
+    fresh = cookies.issue(victim.id, now=time.time() - 86_400)
+    await _flood(app, VICTIM, 3, ["10.60.0.1"])
+    async with asgi_client(app, client_ip="10.60.0.2") as client:
+        _throttled(await _login(client, **cookie_header(gh_device=stale)))
+        assert (await _login(client, **cookie_header(gh_device=fresh))).status_code == 200
