@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gatehouse.store.db import migrate
-from tests.conftest import BASE_ENV, free_port
+from tests.conftest import BASE_ENV, REDIS_URL, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CREDENTIALS = re.compile(r"email (\S+)\s+password (\S+)")
@@ -218,6 +218,19 @@ def test_workers_without_redis_are_refused_before_any_admin_exists(tmp_path: Pat
     assert user_count(tmp_path / "gatehouse.db") == 0
     with dev_server(tmp_path) as server:
         match = CREDENTIALS.search(server.wait_listening())
+        assert match is not None
+        assert_logs_in(server.url, match[1], match[2])
+
+
+def test_with_several_workers_the_credentials_are_printed_once(tmp_path: Path) -> None:
+    """`serve --dev --workers 2` (with Redis) prints the first admin once, not once per worker."""
+    with dev_server(tmp_path, "--workers", "2", env=local_env(REDIS_URL=REDIS_URL)) as server:
+        output = server.wait_listening()
+        time.sleep(2)  # both workers are up by now
+        output = server.output()
+        assert len(CREDENTIALS.findall(output)) == 1, output
+        assert output.count("listening on") == 1
+        match = CREDENTIALS.search(output)
         assert match is not None
         assert_logs_in(server.url, match[1], match[2])
 
