@@ -12,7 +12,8 @@ from gatehouse.notify.vapid import generate_vapid_pair
 from gatehouse.store.db.models import PushSubscription
 from tests.conftest import asgi_client, bearer, create_user, login
 
-SUB = {"endpoint": "https://push.example.net/send/abc", "keys": {"p256dh": "BPk-x_1", "auth": "aXV0aA"}}
+SUB = {"endpoint": "https://push.example.net/send/abc",
+       "keys": {"p256dh": "BPk-x_1", "auth": "aXV0aA"}}
 
 
 @pytest.mark.asyncio
@@ -53,7 +54,8 @@ async def test_vapid_key_is_404_until_configured(client: httpx.AsyncClient, make
 async def test_subscription_endpoint_must_be_public_https(
     client: httpx.AsyncClient, alice: Any, endpoint: str
 ) -> None:
-    """Endpoints that are not https or that reach private/loopback addresses are refused with 422."""
+    """Endpoints that are not https or that reach private/loopback addresses are refused with
+    422."""
     tokens = await login(client)
     r = await client.post("/api/v1/push/subscriptions", headers=bearer(tokens),
                           json={**SUB, "endpoint": endpoint})
@@ -64,7 +66,8 @@ async def test_subscription_endpoint_must_be_public_https(
 async def test_subscribe_and_unsubscribe_with_private_endpoints_allowed_for_tests(
     make_app: Any, alice: Any
 ) -> None:
-    """With GATEHOUSE_PUSH_ALLOW_PRIVATE=1 a loopback endpoint is stored once, then deleted; deleting again is still 204."""
+    """With GATEHOUSE_PUSH_ALLOW_PRIVATE=1 a loopback endpoint is stored once, then deleted;
+    deleting again is still 204."""
     app = make_app(GATEHOUSE_PUSH_ALLOW_PRIVATE="1")
     sub = {**SUB, "endpoint": "http://127.0.0.1:9/push"}
     async with asgi_client(app) as c:

@@ -69,7 +69,8 @@ class PasswordHasher:
         workers = workers or _usable_cores()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-hash")
         # Jobs admitted (running or waiting): at most one per thread plus the queue.
-        self.max_pending = workers + (QUEUE_PER_WORKER * workers if queue_max is None else queue_max)
+        queue = QUEUE_PER_WORKER * workers if queue_max is None else queue_max
+        self.max_pending = workers + queue
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._retry_after = retry_after
