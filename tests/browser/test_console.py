@@ -291,3 +291,48 @@ def test_console_modules_come_from_this_origin_only(
     expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     assert seen and all(url.startswith(console_server.url) for url in seen)
 
+
+
+def test_forgot_password_sends_a_link_without_saying_whether_the_account_exists(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """`Forgot password?` leads to `Email` + `Send reset link`, answered by the same notice for any address."""
+    page = new_context(console_server).new_page()
+    page.goto("/console/")
+    page.get_by_role("link", name="Forgot password?").click()
+    page.get_by_label("Email").fill("nobody@example.com")
+    page.get_by_role("button", name="Send reset link").click()
+    expect(page.get_by_role("status")).to_contain_text("If nobody@example.com belongs to an account")
+
+
+def test_a_used_or_unknown_reset_link_says_to_ask_for_a_new_one(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """The reset page with a bad token: `New password` + `Set password` answer that the link is no longer valid."""
+    page = new_context(console_server).new_page()
+    page.goto("/console/reset-password#token=not-a-real-token")
+    expect(page).to_have_url(re.compile(r"/console/reset-password$"))  # the token leaves the address bar
+    page.get_by_label("New password").fill("a-brand-new-passphrase-42")
+    page.get_by_role("button", name="Set password").click()
+    expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_contain_text(
+        "This link has expired or was already used")
+    expect(page.get_by_role("link", name="Ask for a new link")).to_be_visible()
+
+
+def test_recovery_pages_explain_a_server_without_the_route(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """Against an older server (the §8 routes answer 404) the pages say so instead of failing silently."""
+    page = new_context(console_server).new_page()
+    problem = ('{"type":"/errors/not_found","title":"Not found","status":404,"code":"not_found",'
+               '"detail":"Not found.","request_id":"r1"}')
+    page.route(re.compile(r".*/api/v1/auth/(password|email)/.*"), lambda route: route.fulfill(
+        status=404, content_type="application/problem+json", body=problem))
+    page.goto("/console/reset-password#token=t")
+    page.get_by_label("New password").fill("a-brand-new-passphrase-42")
+    page.get_by_role("button", name="Set password").click()
+    expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_have_text(
+        "This server does not offer password reset yet.")
+    page.goto("/console/verify-email#token=t")
+    expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_have_text(
+        "This server does not offer email verification yet.")

@@ -1,7 +1,7 @@
 // The console entry point: session state, the header and the client-side router.
 // Every path under /console/ loads this shell; the path picks the page module.
 
-import { call, client, installBoundary, onSessionEnded, permissionsOf, restoreSession } from "./api.js";
+import { client, installBoundary, onSessionEnded, permissionsOf, restoreSession } from "./api.js";
 import { describeError, h, replace } from "./dom.js";
 
 const SIGN_IN = "/console/";
@@ -132,6 +132,7 @@ function pageContext(params) {
 
 async function render() {
   const renderId = ++state.renderId;
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close(); // a page's dialogs end with it
   if (state.cleanup) {
     try { state.cleanup(); } catch { /* a page's cleanup never blocks the next page */ }
     state.cleanup = null;
@@ -220,4 +221,3 @@ async function start() {
 
 start();
 
-export { call };

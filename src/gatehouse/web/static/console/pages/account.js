@@ -28,7 +28,11 @@ export async function render(main, ctx) {
   if (flash) flash.kind === "error" ? top.error(flash.text) : top.notice(flash.text);
   renderSecondFactor(mfa, profile);
   renderNotifications(push);
+  return () => document.removeEventListener(SESSIONS_CHANGED, reloadSessions);
 }
+
+const SESSIONS_CHANGED = "gatehouse:sessions-changed";
+let reloadSessions = () => {};
 
 function profileSection(profile, ctx) {
   const msg = messages();
@@ -87,7 +91,7 @@ function passwordSection(email) {
         current.value = "";
         next.value = "";
         msg.notice("Your password is changed. Your other sessions were signed out.");
-        document.dispatchEvent(new CustomEvent("gatehouse:sessions-changed"));
+        document.dispatchEvent(new CustomEvent(SESSIONS_CHANGED));
       } catch (error) {
         msg.error(describeError(error));
       }
@@ -171,7 +175,8 @@ function sessionsSection(ctx, top) {
       top.error(describeError(error));
     }
   });
-  document.addEventListener("gatehouse:sessions-changed", load);
+  reloadSessions = load;
+  document.addEventListener(SESSIONS_CHANGED, reloadSessions);
   load();
   return section;
 }

@@ -87,7 +87,8 @@ export function render(main, ctx) {
       const rows = page.items.map((event) => h("tr", {},
         h("td", {}, time(event.at)),
         h("td", {}, h("code", {}, event.type)),
-        h("td", {}, event.user_id ? userName(event.user_id) : h("span", {class: "muted"}, "CLI")),
+        h("td", {}, event.user_id ? userName(event.user_id)
+          : h("span", {class: "muted", title: "No signed-in actor: the command line, or a request without a session"}, "—")),
         h("td", {}, event.ip || "—"),
         h("td", {}, details(event.data, userName)),
         h("td", {}, event.request_id ? h("code", {title: event.request_id}, event.request_id.slice(0, 12)) : "—")));
