@@ -243,10 +243,6 @@ class Revocations:
         self._not_before = {k: f for k, f in self._not_before.items() if f.ms > horizon_ms}
         self._roles = {k: ms for k, ms in self._roles.items() if ms > horizon_ms}
 
-    def stats(self) -> dict[str, int]:
-        return {"sessions": len(self._revoked), "not_before": len(self._not_before),
-                "roles": len(self._roles)}
-
 
 async def apply_unlocks(db: AsyncSession, throttle: LoginThrottle, after_id: int) -> int:
     """Apply `user.unlocked` (and `password.reset`, which clears the account's throttling too)
