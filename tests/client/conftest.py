@@ -17,7 +17,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,7 +40,7 @@ class FakeSession:
     revoked: bool = False
 
 
-Fault = tuple[int, str] | tuple[int, str, int] | Exception
+Fault = tuple[int, str] | tuple[int, str, int] | Exception | Callable[[], "Fault | None"]
 
 
 class FakeGatehouse:
@@ -78,7 +78,12 @@ class FakeGatehouse:
     # -- test controls ----------------------------------------------------------------
 
     def fail(self, path: str, *faults: Fault) -> None:
-        """Answer the next requests to ``path`` with these faults, in order."""
+        """Answer the next requests to ``path`` with these faults, in order.
+
+        A fault is a ``(status, code[, retry_after])`` problem answer, an exception
+        the transport raises, or a function called when the request arrives that
+        returns one of those, or None for a normal answer (to act at that moment).
+        """
         self.faults[P + path].extend(faults)
 
     def reject_all_access_tokens(self) -> None:
@@ -120,6 +125,8 @@ class FakeGatehouse:
             return queue.popleft() if queue else None
 
     def _to_response(self, fault: Fault | None, request: httpx.Request) -> httpx.Response:
+        while callable(fault):  # a fault decided when the request arrives
+            fault = fault()
         if isinstance(fault, Exception):
             self.stats["transport_faults"] += 1
             raise fault

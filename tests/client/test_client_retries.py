@@ -18,7 +18,7 @@ from gatehouse.client import (
 )
 
 if TYPE_CHECKING:
-    from conftest import FakeClock, FakeGatehouse
+    from conftest import FakeClock, FakeGatehouse, Fault
 
 BASE = "http://gatehouse.test"
 
@@ -145,3 +145,17 @@ def test_500_is_an_api_error_that_keeps_the_session(fake: FakeGatehouse, clock: 
         "internal_error",
     )
     assert clock.sleeps == []
+
+
+def test_default_policy_rides_out_a_20_second_outage(fake: FakeGatehouse, clock: FakeClock) -> None:
+    """The default policy retries until its 30 s budget, not a count: 20 s down is ridden out."""
+    with logged_in(fake) as client:
+        back_at = clock.monotonic() + 20.0
+
+        def refused_until_back() -> Fault | None:
+            return httpx.ConnectError("refused") if clock.monotonic() < back_at else None
+
+        fake.fail("/users/profile", *[refused_until_back] * 100)
+        assert client.profile()["email"] == fake.email
+    assert clock.monotonic() >= back_at
+    assert sum(clock.sleeps) <= RetryPolicy().budget

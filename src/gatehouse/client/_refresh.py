@@ -9,6 +9,7 @@ refreshes would belong to whichever event loop opened it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 
@@ -19,15 +20,21 @@ from ._retry import RetryPolicy
 from ._send import asend_with_retries, send_with_retries
 from ._tokens import TokenSet
 
+StopCheck = Callable[[], bool]
+
 LOGIN_PATH = "/api/v1/auth/login"
 REFRESH_PATH = "/api/v1/auth/refresh"
 LOGOUT_PATH = "/api/v1/auth/logout"
-#: An early refresh gets one attempt; the working token covers a failure.
-SINGLE_ATTEMPT = RetryPolicy(max_attempts=1)
 
 
 class Refresher:
-    """Exchanges a refresh token for a new :class:`TokenSet`."""
+    """Exchanges a refresh token for a new :class:`TokenSet`.
+
+    A refresh is idempotent on the server within its grace window (API.md §3),
+    so it is retried like any idempotent call: after connection errors, lost
+    answers, 429, 502, 503 and 504, within the retry policy's time budget.
+    ``stop_when`` (see :class:`RetrySchedule`) ends the retries early.
+    """
 
     def __init__(
         self,
@@ -44,37 +51,39 @@ class Refresher:
         self.http: httpx.Client | None = None
         self.ahttp: httpx.AsyncClient | None = None
 
-    def refresh(self, refresh_token: str, retries: bool) -> TokenSet:
-        """Refresh; with ``retries`` use the retry policy, else make a single attempt."""
+    def refresh(self, refresh_token: str, stop_when: StopCheck | None) -> TokenSet:
+        """Refresh, retrying as the policy allows until ``stop_when`` answers true."""
         if self.http is not None:
-            return self._refresh_with(self.http, refresh_token, retries)
+            return self._refresh_with(self.http, refresh_token, stop_when)
         lent = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
         transport = _LentTransport(lent) if lent is not None else None
         with httpx.Client(transport=transport, timeout=self._timeout) as http:
-            return self._refresh_with(http, refresh_token, retries)
+            return self._refresh_with(http, refresh_token, stop_when)
 
-    async def arefresh(self, refresh_token: str, retries: bool) -> TokenSet:
+    async def arefresh(self, refresh_token: str, stop_when: StopCheck | None) -> TokenSet:
         """Async twin of :meth:`refresh`."""
         if self.ahttp is not None:
-            return await self._arefresh_with(self.ahttp, refresh_token, retries)
+            return await self._arefresh_with(self.ahttp, refresh_token, stop_when)
         lent = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
         transport = _LentAsyncTransport(lent) if lent is not None else None
         async with httpx.AsyncClient(transport=transport, timeout=self._timeout) as http:
-            return await self._arefresh_with(http, refresh_token, retries)
+            return await self._arefresh_with(http, refresh_token, stop_when)
 
-    def _refresh_with(self, http: httpx.Client, refresh_token: str, retries: bool) -> TokenSet:
+    def _refresh_with(
+        self, http: httpx.Client, refresh_token: str, stop_when: StopCheck | None
+    ) -> TokenSet:
         request = http.build_request("POST", self._url, json={"refresh_token": refresh_token})
-        policy = self._retry if retries else SINGLE_ATTEMPT
-        response = send_with_retries(http, request, auth=None, policy=policy, idempotent=True)
+        response = send_with_retries(
+            http, request, auth=None, policy=self._retry, idempotent=True, stop_when=stop_when
+        )
         return read_token_pair(response)
 
     async def _arefresh_with(
-        self, http: httpx.AsyncClient, refresh_token: str, retries: bool
+        self, http: httpx.AsyncClient, refresh_token: str, stop_when: StopCheck | None
     ) -> TokenSet:
         request = http.build_request("POST", self._url, json={"refresh_token": refresh_token})
-        policy = self._retry if retries else SINGLE_ATTEMPT
         response = await asend_with_retries(
-            http, request, auth=None, policy=policy, idempotent=True
+            http, request, auth=None, policy=self._retry, idempotent=True, stop_when=stop_when
         )
         return read_token_pair(response)
 

@@ -8,6 +8,10 @@ What is retried:
   503, 504 answers: only for idempotent calls (GET, HEAD, OPTIONS, PUT,
   DELETE, and the SDK's refresh and logout, which are idempotent by design).
 
+An early refresh (one made while the access token still works) passes a
+``stop_when`` check: it gives up instead of waiting while the working token is
+still usable, and goes on retrying like any idempotent call once it is not.
+
 Waits grow exponentially (``backoff * 2**n``, capped at ``max_backoff``) with
 "equal jitter" (a random point in the upper half) so many clients do not retry
 in lock-step; a ``Retry-After`` from the server is the minimum wait. Nothing
@@ -19,6 +23,7 @@ last error at once rather than after a pointless sleep.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,9 +54,15 @@ class RetryPolicy:
     (before jitter), doubling up to ``max_backoff``; ``budget`` caps the total
     time of one call, waits included. ``RetryPolicy(max_attempts=1)`` turns
     retries off.
+
+    With the defaults the budget, not the attempt count, ends the retries:
+    even the shortest jittered waits (0.25 + 0.5 + 1 + 2 + 4 x 7 s) pass 30 s
+    before a twelfth attempt, and the last attempt comes more than 22 s after
+    the first (no wait exceeds 8 s), so a server that restarts slowly on a
+    loaded machine is ridden out.
     """
 
-    max_attempts: int = 7
+    max_attempts: int = 12
     backoff: float = 0.5
     max_backoff: float = 8.0
     budget: float = 30.0
@@ -74,11 +85,22 @@ def is_idempotent(method: str) -> bool:
 
 
 class RetrySchedule:
-    """The retry state of one call: ask it after each attempt whether to go again."""
+    """The retry state of one call: ask it after each attempt whether to go again.
 
-    def __init__(self, policy: RetryPolicy, *, idempotent: bool) -> None:
+    ``stop_when``, if given, is asked before each retry; when it answers true
+    the schedule gives up (the caller has a fallback that beats waiting).
+    """
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        idempotent: bool,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> None:
         self._policy = policy
         self._idempotent = idempotent
+        self._stop_when = stop_when
         self._started = _clock.monotonic()
         self._attempts = 1
 
@@ -104,6 +126,8 @@ class RetrySchedule:
     def _next_delay(self, retry_after: float | None) -> float | None:
         if self._attempts >= self._policy.max_attempts:
             return None
+        if self._stop_when is not None and self._stop_when():
+            return None  # the caller has something better than waiting
         delay = self._policy.backoff_delay(self._attempts)
         if retry_after is not None:
             delay = max(delay, retry_after)

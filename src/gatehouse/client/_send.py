@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from . import _clock
@@ -27,13 +29,15 @@ def send_with_retries(
     auth: httpx.Auth | None,
     policy: RetryPolicy,
     idempotent: bool,
+    stop_when: Callable[[], bool] | None = None,
 ) -> httpx.Response:
     """Send ``request``, retrying as ``policy`` allows; return the last response.
 
-    Raises :class:`TransportError` when no answer arrived. Errors raised by
+    ``stop_when`` is :class:`RetrySchedule`'s early give-up check. Raises
+    :class:`TransportError` when no answer arrived. Errors raised by
     ``auth`` (for instance :class:`SessionExpired`) propagate unchanged.
     """
-    schedule = RetrySchedule(policy, idempotent=idempotent)
+    schedule = RetrySchedule(policy, idempotent=idempotent, stop_when=stop_when)
     while True:
         try:
             response = http.send(request, auth=auth)
@@ -57,9 +61,10 @@ async def asend_with_retries(
     auth: httpx.Auth | None,
     policy: RetryPolicy,
     idempotent: bool,
+    stop_when: Callable[[], bool] | None = None,
 ) -> httpx.Response:
     """Async twin of :func:`send_with_retries`."""
-    schedule = RetrySchedule(policy, idempotent=idempotent)
+    schedule = RetrySchedule(policy, idempotent=idempotent, stop_when=stop_when)
     while True:
         try:
             response = await http.send(request, auth=auth)

@@ -26,8 +26,9 @@ from ._tokens import TokenSet, expiry_margin
 #: Wait after a failed early refresh when the server gave no Retry-After.
 DEFAULT_COOLDOWN = 5.0
 
-SyncRefresh = Callable[[str, bool], TokenSet]
-AsyncRefresh = Callable[[str, bool], Awaitable[TokenSet]]
+#: ``refresh(refresh_token, stop_when)``: see :meth:`Refresher.refresh`.
+SyncRefresh = Callable[[str, Callable[[], bool] | None], TokenSet]
+AsyncRefresh = Callable[[str, Callable[[], bool] | None], Awaitable[TokenSet]]
 
 
 class Action(enum.Enum):
@@ -45,7 +46,8 @@ class Plan:
     action: Action
     tokens: TokenSet | None
     #: True for an early refresh while the access token still works: a
-    #: failure then keeps the old token instead of failing the request.
+    #: failure then keeps the old token instead of failing the request, as
+    #: long as the old token is still usable (see :class:`WorkingToken`).
     optional: bool = False
 
 
@@ -68,6 +70,30 @@ def plan_refresh(
     if current.refresh_due(now) and now >= not_before:
         return Plan(Action.REFRESH, current, optional=True)
     return Plan(Action.USE, current)
+
+
+class WorkingToken:
+    """The fallback of an early refresh: the access token that still works.
+
+    Called by the refresh's retry schedule before each retry, it answers
+    whether to give up and keep using ``tokens``: yes while they are usable,
+    no once they have expired (meanwhile, say during a slow failed attempt),
+    because then the refresh is needed and is retried like any idempotent
+    call. It remembers that it chose the fallback, so the outcome is judged
+    at the moment the retries stopped, not a few instructions later.
+    """
+
+    def __init__(self, tokens: TokenSet) -> None:
+        self._tokens = tokens
+        self._chosen = False
+
+    def __call__(self) -> bool:
+        self._chosen = not self._tokens.expired(_clock.monotonic())
+        return self._chosen
+
+    def usable(self, now: float) -> bool:
+        """Whether a failed refresh may fall back to the working token."""
+        return self._chosen or not self._tokens.expired(now)
 
 
 class TokenKeeper:
@@ -107,7 +133,14 @@ class TokenKeeper:
             )
         return plan
 
-    def _settle(self, plan: Plan, outcome: TokenSet | ApiError) -> TokenSet:
+    @staticmethod
+    def _fallback(plan: Plan) -> WorkingToken | None:
+        """The working token an early refresh may fall back to; none for a needed refresh."""
+        return WorkingToken(plan.tokens) if plan.optional and plan.tokens is not None else None
+
+    def _settle(
+        self, plan: Plan, outcome: TokenSet | ApiError, fallback: WorkingToken | None
+    ) -> TokenSet:
         """Store a refresh result, or decide what a failed refresh means."""
         assert plan.tokens is not None
         if isinstance(outcome, TokenSet):
@@ -119,7 +152,7 @@ class TokenKeeper:
             self.store.clear()
             raise outcome
         now = _clock.monotonic()
-        if plan.optional and not plan.tokens.expired(now):
+        if fallback is not None and fallback.usable(now):
             # Transient failure of an early refresh: keep using the working
             # token and try again after a cool-down that ends before it expires.
             usable_for = plan.tokens.remaining(now) - expiry_margin(plan.tokens.expires_in)
@@ -146,12 +179,13 @@ class TokenKeeper:
             plan = self._plan(seen, forced)
             if plan.action is Action.USE or plan.tokens is None:
                 return plan.tokens
+            fallback = self._fallback(plan)
             outcome: TokenSet | ApiError
             try:
-                outcome = self._refresh(plan.tokens.refresh_token, not plan.optional)
+                outcome = self._refresh(plan.tokens.refresh_token, fallback)
             except ApiError as error:
                 outcome = error
-            return self._settle(plan, outcome)
+            return self._settle(plan, outcome, fallback)
 
     def save(self, tokens: TokenSet) -> None:
         """Store the tokens of a new login."""
@@ -183,12 +217,13 @@ class TokenKeeper:
             plan = self._plan(seen, forced)
             if plan.action is Action.USE or plan.tokens is None:
                 return plan.tokens
+            fallback = self._fallback(plan)
             outcome: TokenSet | ApiError
             try:
-                outcome = await self._arefresh(plan.tokens.refresh_token, not plan.optional)
+                outcome = await self._arefresh(plan.tokens.refresh_token, fallback)
             except ApiError as error:
                 outcome = error
-            return self._settle(plan, outcome)
+            return self._settle(plan, outcome, fallback)
 
     async def asave(self, tokens: TokenSet) -> None:
         """Async twin of :meth:`save`."""
