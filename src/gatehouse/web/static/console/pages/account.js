@@ -73,7 +73,7 @@ function passwordSection(email) {
     value: email, hidden: true, readonly: true, tabindex: "-1", "aria-hidden": "true"});
   const form = h("form", {class: "card", novalidate: true},
     field("Current password", current),
-    field("New password", next, "At least 12 characters; common or breached passwords are refused."),
+    field("New password", next, "A long passphrase works best; common or breached passwords are refused."),
     username,
     msg.el,
     h("div", {class: "actions"}, save));

@@ -17,12 +17,15 @@ export const EVENT_TYPES = [
 function userNames() {
   const known = new Map();
   return (id) => {
-    const el = h("code", {title: id}, id.slice(0, 8));
+    const el = h("span", {class: "mono", title: id}, id.slice(0, 8));
     if (!known.has(id)) {
       known.set(id, call("GET", `/api/v1/admin/users/${encodeURIComponent(id)}`).then((u) => u.email, () => null));
     }
     known.get(id).then((email) => {
-      if (email) replace(el, email);
+      if (email) {
+        el.className = "";
+        replace(el, email);
+      }
     });
     return el;
   };
@@ -86,12 +89,12 @@ export function render(main, ctx) {
       const page = await call("GET", `/api/v1/admin/audit?${params}`);
       const rows = page.items.map((event) => h("tr", {},
         h("td", {}, time(event.at)),
-        h("td", {}, h("code", {}, event.type)),
+        h("td", {}, h("code", {class: "nowrap"}, event.type)),
         h("td", {}, event.user_id ? userName(event.user_id)
           : h("span", {class: "muted", title: "No signed-in actor: the command line, or a request without a session"}, "—")),
         h("td", {}, event.ip || "—"),
         h("td", {}, details(event.data, userName)),
-        h("td", {}, event.request_id ? h("code", {title: event.request_id}, event.request_id.slice(0, 12)) : "—")));
+        h("td", {}, event.request_id ? h("code", {class: "nowrap", title: event.request_id}, event.request_id.slice(0, 12)) : "—")));
       replace(list, rows.length
         ? table("Audit events", ["Time", "Event", "Actor", "IP address", "Details", "Request"], rows)
         : h("p", {class: "empty"}, "No events match these filters."));

@@ -11,7 +11,7 @@ export function render(main) {
   const show = checkbox("Show password", {onchange: () => { passwordInput.type = show.input.checked ? "text" : "password"; }});
   const submit = h("button", {type: "submit", class: "primary wide"}, "Set password");
   const form = h("form", {novalidate: true},
-    field("New password", passwordInput, "At least 12 characters. A long phrase is easier to remember than symbols."),
+    field("New password", passwordInput, "A long passphrase works best; common or breached passwords are refused."),
     show.el,
     submit);
   form.addEventListener("submit", (event) => {
@@ -46,6 +46,7 @@ export function render(main) {
   });
   replace(main, h("div", {class: "auth-card"},
     h("h1", {}, "Set a new password"),
+    h("p", {class: "lead"}, "Choose the password you will sign in with from now on."),
     msg.el,
     form,
     h("p", {class: "aside"}, h("a", {href: "/console/"}, "Back to sign in")),

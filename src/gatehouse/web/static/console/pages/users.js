@@ -88,7 +88,7 @@ function createUser(done) {
     const form = h("form", {novalidate: true},
       field("Email", email),
       field("Name", name),
-      field("Password", password, "At least 12 characters. Share it with the person over a safe channel."),
+      field("Password", password, "Common or breached passwords are refused. Share it with the person over a safe channel."),
       roles.el,
       msg.el,
       h("div", {class: "actions"},
