@@ -133,6 +133,12 @@ def chromium(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
+# Chromium logs CSP violations to the console; this names them plainly too (init scripts are
+# injected by the browser itself, so the page's CSP does not apply to this one).
+REPORT_CSP = """document.addEventListener("securitypolicyviolation", (e) =>
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`));"""
+
+
 def _watch(page: Page, problems: list[str]) -> None:
     """Console errors (CSP violations among them) and uncaught page errors land in `problems`."""
     page.on("console", lambda msg: problems.append(
@@ -151,6 +157,7 @@ def new_context(chromium: Browser) -> Iterator[Callable[..., BrowserContext]]:
         context = chromium.new_context(base_url=server.url, **options)
         problems: list[str] = []
         context.problems = problems  # type: ignore[attr-defined]
+        context.add_init_script(script=REPORT_CSP)
         context.on("page", lambda page: _watch(page, problems))
         contexts.append(context)
         return context

@@ -336,3 +336,43 @@ def test_recovery_pages_explain_a_server_without_the_route(
     page.goto("/console/verify-email#token=t")
     expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_have_text(
         "This server does not offer email verification yet.")
+
+
+def test_the_sign_in_form_works_from_the_keyboard_alone(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """Email has focus on arrival; typing, Tab and Enter sign in, and focus is visibly marked."""
+    console_server.add_user("keyboard@example.com")
+    page = new_context(console_server).new_page()
+    page.goto("/console/")
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type("keyboard@example.com")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Account")
+
+
+def test_a_csp_violation_would_be_reported(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """The pages' CSP refuses inline code, and the problem recorder catches it (so "no problems" means something)."""
+    context = new_context(console_server)
+    page = context.new_page()
+    response = page.goto("/console/")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.evaluate("""() => {
+      const s = document.createElement("script");
+      s.textContent = "window.__inlineRan = true";
+      document.body.append(s);
+    }""")
+    problems = no_problems(context)
+    deadline = time.monotonic() + 3
+    while not problems and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # the violation event is dispatched asynchronously
+    assert page.evaluate("window.__inlineRan === undefined")
+    assert any("CSP violation: script-src" in p for p in problems), problems

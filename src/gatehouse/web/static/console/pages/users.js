@@ -1,6 +1,6 @@
 // Admin: users (search, paging, create, roles, disable/enable, unlock, revoke sessions).
 
-import { call } from "../api.js";
+import { call, isMissingRoute } from "../api.js";
 import {
   busy, checkbox, confirmDialog, describeError, field, h, messages, nextId, openDialog, replace,
   table, time,
@@ -162,6 +162,23 @@ function manageUser(initial, ctx, done) {
       const unlock = h("button", {type: "button", class: "secondary"}, "Unlock sign-in");
       unlock.addEventListener("click", () => act(unlock, "Sign-in throttling is cleared for this account.",
         () => call("POST", `/api/v1/admin/users/${encodeURIComponent(user.id)}/unlock`)));
+      const resetMfa = h("button", {type: "button", class: "secondary"}, "Reset two-step verification");
+      resetMfa.addEventListener("click", async () => {
+        if (!await confirmDialog({
+          title: `Reset two-step verification of ${user.email}?`,
+          text: "Their authenticator app and recovery codes stop working; they sign in with their password alone until they set it up again. Do this only after checking who is asking.",
+          confirm: "Reset two-step verification",
+        })) return;
+        act(resetMfa, "Two-step verification is off for this user.", async () => {
+          try {
+            await call("DELETE", `/api/v1/admin/users/${encodeURIComponent(user.id)}/mfa`);
+          } catch (error) {
+            if (isMissingRoute(error)) throw Object.assign(error, {detail: "This server cannot reset two-step verification yet."});
+            throw error;
+          }
+          return {...user, mfa_enabled: false};
+        });
+      });
       const revoke = h("button", {type: "button", class: "secondary"}, "Revoke sessions");
       revoke.addEventListener("click", () => act(revoke, "Every session of this user has ended.",
         () => call("POST", `/api/v1/admin/users/${encodeURIComponent(user.id)}/revoke-sessions`)));
@@ -177,6 +194,7 @@ function manageUser(initial, ctx, done) {
           h("div", {class: "actions start"},
             can("users:write") ? toggle : null,
             can("users:write") ? unlock : null,
+            can("users:write") && user.mfa_enabled ? resetMfa : null,
             can("sessions:revoke") ? revoke : null,
             can("audit:read") ? h("a", {href: `/console/admin/audit?user_id=${encodeURIComponent(user.id)}`,
               class: "button secondary", onclick: () => close(changed)}, "Audit events by this user") : null)));
