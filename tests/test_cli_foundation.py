@@ -338,7 +338,7 @@ def test_doctor_online_calls_each_configured_integration(tmp_path: Path, stand_i
 
 
 def run_with_umask(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m gatehouse ARGS` under the common umask 002, which leaves new files group-readable."""
+    """`python -m gatehouse ARGS` under umask 002, which leaves new files group-readable."""
     return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "gatehouse", *args], env={**os.environ, **BASE_ENV, **env}, cwd=cwd,
         capture_output=True, text=True, timeout=120, check=False, umask=0o002,
@@ -349,7 +349,8 @@ def test_sqlite_database_and_its_wal_and_shm_files_are_created_0600(tmp_path: Pa
     """The SQLite database (password hashes, sessions, audit) is created 0600 by `db upgrade` and by
     any other verb, and so are the -wal and -shm files of a running server, whatever the umask."""
     migrated, opened = tmp_path / "migrated.db", tmp_path / "opened.db"
-    assert run_with_umask("db", "upgrade", env=db_env(f"sqlite:///{migrated}"), cwd=tmp_path).returncode == 0
+    upgraded = run_with_umask("db", "upgrade", env=db_env(f"sqlite:///{migrated}"), cwd=tmp_path)
+    assert upgraded.returncode == 0
     # Through the app's engine (it fails, the tables are missing, but the file is created first).
     run_with_umask("users", "list", env=db_env(f"sqlite:///{opened}"), cwd=tmp_path)
     assert stat.S_IMODE(migrated.stat().st_mode) == 0o600
@@ -363,7 +364,8 @@ def test_sqlite_database_and_its_wal_and_shm_files_are_created_0600(tmp_path: Pa
     )
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "migrated.db-wal").exists() or not (tmp_path / "migrated.db-shm").exists():
+        wal, shm = tmp_path / "migrated.db-wal", tmp_path / "migrated.db-shm"
+        while not wal.exists() or not shm.exists():
             assert server.poll() is None and time.monotonic() < deadline
             try:
                 httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)

@@ -98,7 +98,8 @@ async def test_users_create_then_list_shows_the_user(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("args", "stdin", "needle"), [
-    (["users", "create", "--email", "weak@example.com", "--password-stdin"], "password1234", "common"),
+    (["users", "create", "--email", "weak@example.com", "--password-stdin"], "password1234",
+     "common"),
     (["users", "create", "--email", "not-an-email", "--password-stdin"], PASSWORD, "email"),
     (["users", "create", "--email", "weak@example.com", "--password-stdin"], "", "no password"),
     (["users", "create", "--email", "weak@example.com"], None, "--password-stdin"),
@@ -312,7 +313,8 @@ async def test_users_create_with_password_in_argv_still_works_but_warns(
 ) -> None:
     """`--password P` (API.md §5) still creates the user but warns on stderr, in one line, that argv
     is visible in the process list and shell history; the password is not echoed."""
-    result = cli(database_url, "users", "create", "--email", "argv@example.com", "--password", PASSWORD)
+    result = cli(database_url, "users", "create", "--email", "argv@example.com",
+                 "--password", PASSWORD)
     assert result.returncode == 0, result.stderr
     (warning,) = result.stderr.strip().splitlines()
     assert "process list" in warning and "--password-stdin" in warning
@@ -320,7 +322,9 @@ async def test_users_create_with_password_in_argv_still_works_but_warns(
     await login(client, "argv@example.com")
 
 
-def _answer_prompts(args: list[str], env: dict[str, str], answers: list[tuple[str, str]]) -> tuple[int, str]:
+def _answer_prompts(
+    args: list[str], env: dict[str, str], answers: list[tuple[str, str]]
+) -> tuple[int, str]:
     """Run the CLI on a pseudo-terminal, typing each answer once its prompt appears."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(  # noqa: S603
@@ -389,7 +393,8 @@ async def test_set_password_from_stdin_then_login_and_sessions_revoked(
     assert await live_sessions(ctx, alice.id) == 0
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
     assert (r.status_code, r.json()["code"]) == (401, "session_revoked")
-    r = await client.post("/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+    r = await client.post("/api/v1/auth/login",
+                          json={"email": "alice@example.com", "password": PASSWORD})
     assert r.status_code == 401
     await login(client, password=new_password)
     (event,) = await events(ctx, "password.changed")

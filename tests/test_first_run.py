@@ -122,13 +122,15 @@ def user_count(db: Path) -> int:
         return conn.execute("select count(*) from users").fetchone()[0] if "users" in tables else 0
 
 
-# -- serve refuses, in one line, what doctor calls unsafe --------------------------------------------
+# -- serve refuses, in one line, what doctor calls unsafe ----------------------------------------
 
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("JWT_SECRET", "a" * 32), ("JWT_SECRET", "changeme" * 4), ("ENCRYPTION_KEY", "k" * 32),
 ])
-def test_serve_refuses_a_secret_that_doctor_calls_weak(tmp_path: Path, variable: str, value: str) -> None:
+def test_serve_refuses_a_secret_that_doctor_calls_weak(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     """`serve` (not --dev) refuses a typed-looking secret with exit 2 and one line naming the
     variable and the rule, never the value; doctor fails the same secret."""
     env = local_env(**{**STRONG, variable: value, "DATABASE_URL": f"sqlite:///{tmp_path}/g.db"})
@@ -212,7 +214,8 @@ def test_port_in_use_prints_no_password_and_the_next_start_prints_working_creden
 def test_workers_without_redis_are_refused_before_any_admin_exists(tmp_path: Path) -> None:
     """`serve --dev --workers 2` without REDIS_URL is refused with one line before an admin is
     created or printed; the next plain `serve --dev` prints the first admin."""
-    refused = gatehouse("serve", "--dev", "--workers", "2", "--port", str(free_port()), cwd=tmp_path)
+    refused = gatehouse("serve", "--dev", "--workers", "2", "--port", str(free_port()),
+                        cwd=tmp_path)
     one_line_refusal(refused, 2, "--workers", "REDIS_URL")
     assert "password" not in refused.stdout + refused.stderr
     assert user_count(tmp_path / "gatehouse.db") == 0
@@ -271,7 +274,7 @@ def test_the_password_of_a_never_shown_admin_set_by_hand_is_kept(tmp_path: Path)
         assert_logs_in(server.url, "admin@example.com", chosen)
 
 
-# -- migrations: serve never runs on a database it does not match -----------------------------------
+# -- migrations: serve never runs on a database it does not match -------------------------------
 
 
 def test_serve_refuses_a_database_whose_migrations_are_behind(
@@ -313,7 +316,8 @@ def test_the_distribution_is_gatehouse_auth_and_every_install_line_says_so() -> 
     """The package installs as `gatehouse-auth` (PyPI's `gatehouse` is another project) with the
     `gatehouse` command and import package, and no doc tells anyone to `pip install gatehouse`."""
     dist = importlib.metadata.distribution("gatehouse-auth")
-    assert [ep.value for ep in dist.entry_points if ep.name == "gatehouse"] == ["gatehouse.cli.main:run"]
+    scripts = [ep.value for ep in dist.entry_points if ep.name == "gatehouse"]
+    assert scripts == ["gatehouse.cli.main:run"]
     assert set(importlib.metadata.packages_distributions()["gatehouse"]) == {"gatehouse-auth"}
     docs = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "bench").glob("*.md")]
     wrong = re.compile(r"pip install\s+(-U\s+)?[\"']?gatehouse(\[[^\]]*\])?[\"']?(\s|$)", re.M)

@@ -122,5 +122,6 @@ def _create_private(path: Path) -> int:
         fail(f"{path} already exists; choose a new file (backups never overwrite)")
     except OSError as exc:
         fail(f"cannot create {path}: {exc.strerror}")
-    os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
+    if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
     return fd

@@ -115,8 +115,10 @@ def check_config(settings: Settings, *, dev: bool, workers: int) -> None:
 
 def check_port(host: str, port: int) -> None:
     """Fail with one line when HOST:PORT cannot be bound (uvicorn binds it again right after)."""
+    # The address family uvicorn picks: IPv6 when the host has a colon, else IPv4.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         fail(f"cannot listen on {host}:{port}: unknown host", code=2)
     family, kind, proto, _, address = infos[0]

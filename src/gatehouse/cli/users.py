@@ -34,7 +34,7 @@ async def _by_email(ctx: Context, email: str) -> User:
     return user
 
 
-PASSWORD_STDIN_HELP = "Read the password from the first line of standard input."
+STDIN_HELP = "Read the password from the first line of standard input."
 
 
 @app.command("create")
@@ -43,7 +43,7 @@ def create(
     password: str | None = typer.Option(
         None, help="Deprecated: visible in the process list and shell history; "
                    "omit it to be prompted, or use --password-stdin."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
     name: str = typer.Option("", help="Display name."),
     role: list[str] = typer.Option(["user"], "--role", help="Role; repeat for several."),
 ) -> None:
@@ -58,7 +58,8 @@ def create(
     settings = settings_or_exit()
 
     async def work(ctx: Context) -> User:
-        return await ctx.accounts.create(email=email, password=secret, name=name, roles=role, actor=CLI)
+        return await ctx.accounts.create(email=email, password=secret, name=name, roles=role,
+                                         actor=CLI)
 
     user = with_context(settings, work)
     out.print(f"created {user.email} ({user.id}) roles: {', '.join(user.roles)}")
@@ -67,7 +68,7 @@ def create(
 @app.command("set-password")
 def set_password_(
     email: str,
-    password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
 ) -> None:
     """Set a user's password (prompted for, hidden, twice) and revoke all its sessions."""
     password = read_password(password_stdin)

@@ -49,7 +49,8 @@ def private_sqlite_file(url: str) -> None:
     except OSError:
         return  # it exists, or its directory does not: SQLite reports the latter itself
     try:
-        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
     finally:
         os.close(fd)
 
