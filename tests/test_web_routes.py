@@ -57,6 +57,8 @@ async def test_the_shell_has_no_inline_script(make_app: Callable[..., Any]) -> N
     ("/static/console/app.js", "text/javascript"),
     ("/static/console/console.css", "text/css"),
     ("/static/console/favicon.svg", "image/svg+xml"),
+    ("/static/gatehouse-client.js", "text/javascript"),
+    ("/static/gatehouse-client.d.ts", "text/plain"),
 ])
 async def test_static_files_have_their_content_type_csp_and_etag(
     make_app: Callable[..., Any], path: str, media: str
@@ -150,7 +152,10 @@ async def test_console_off_removes_the_console_but_keeps_static(
             r = await client.get(path)
             assert r.status_code == 404, path
             assert r.headers["content-type"] == "application/problem+json"
-        # The healthz probe stands in for "the rest of the service is unaffected".
+        # Other web apps still load the browser client from this service.
+        module = await client.get("/static/gatehouse-client.js")
+        assert module.status_code == 200
+        assert module.headers["content-type"].startswith("text/javascript")
         assert (await client.get("/healthz")).status_code == 200
 
 
