@@ -288,4 +288,44 @@ def test_doctor_prints_the_runtime_line_and_lists_warnings_in_json(tmp_path: Any
     assert text.returncode == 0, text.stdout
     report = json.loads(run_cli("doctor", "--json", env=env, cwd=tmp_path).stdout)
     assert report["ok"] is True
-    assert report["warnings"] == (["python_runtime"] if expected.warning else [])
+    # "mail" warns too: this environment has no SMTP_URL (tests/test_mail.py).
+    assert [w for w in report["warnings"] if w != "mail"] == (
+        ["python_runtime"] if expected.warning else [])
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_query_parameter_is_422_not_silently_one_of_them(
+    client: httpx.AsyncClient, admin: Any
+) -> None:
+    """`?limit=1&limit=500` is refused (422) rather than read as either value: no API query
+    parameter is a list (schemathesis found repeated `cursor` values accepted)."""
+    headers = bearer(await login(client, "root@example.com"))
+    r = await client.get("/api/v1/admin/users?limit=1&limit=500", headers=headers)
+    assert_problem(r, 422, "validation_failed")
+    assert r.json()["errors"] == [{"loc": ["query", "limit"], "msg": "Given more than once."}]
+    r = await client.get("/api/v1/auth/sessions?cursor=a&x=1&cursor=b", headers=headers)
+    assert_problem(r, 422, "validation_failed")
+    assert (await client.get("/api/v1/admin/users?limit=1&q=a", headers=headers)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_openapi_declares_the_rules_the_service_enforces(make_app: Any) -> None:
+    """The document states what the service checks: known roles and scopes, the configured
+    password minimum, email format where an account is created, no NUL in request strings, the
+    431 answer, and 409 on DELETE (the last admin): schemathesis found the last one undeclared."""
+    async with asgi_client(make_app(GATEHOUSE_SIGNUP="open", GATEHOUSE_PASSWORD_MIN_LENGTH="14")) as c:
+        doc = (await c.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    create = schemas["AdminUserCreate"]["properties"]
+    assert create["roles"]["items"]["enum"] == ["admin", "operator", "support", "user"]
+    assert create["password"]["minLength"] == 14 and create["email"]["format"] == "email"
+    assert schemas["RegisterIn"]["properties"]["password"]["minLength"] == 14
+    assert schemas["PasswordChangeIn"]["properties"]["new_password"]["minLength"] == 14
+    assert "format" not in schemas["LoginIn"]["properties"]["email"]  # any string: 401, not 422
+    scopes = schemas["ApiKeyCreate"]["properties"]["scopes"]["items"]["enum"]
+    assert {"users:read", "api_keys:manage"} <= set(scopes)
+    assert create["name"]["pattern"] == "^[^\\u0000]*$"
+    delete = doc["paths"]["/api/v1/admin/users/{user_id}"]["delete"]["responses"]
+    assert {"409", "431"} <= set(delete)
+    assert delete["409"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"}

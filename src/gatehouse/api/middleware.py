@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 import structlog
 from starlette.datastructures import Headers
@@ -34,6 +34,7 @@ from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits, bucket_for
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_PARAMETER_NAME = re.compile(r"^[a-z_]{1,32}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH", b"DELETE"}
 # RFC 9745: the date the unversioned routes were deprecated (v1 launch), as an SF date.
 _DEPRECATION = b"@1795651200"
@@ -168,6 +169,14 @@ class GatehouseMiddleware:
         return extra
 
     def _precheck(self, scope: Scope, headers: dict[bytes, bytes]) -> errors.GatehouseError | None:
+        query = scope.get("query_string", b"")
+        if query and scope["path"].startswith("/api/"):
+            repeated = _repeated_parameter(query)
+            if repeated is not None:
+                # No API parameter is a list: `?limit=1&limit=500` must not be read as either.
+                return errors.ValidationFailed(
+                    "A query parameter is given more than once.",
+                    [{"loc": ["query", repeated], "msg": "Given more than once."}])
         if scope["method"].encode() not in _BODY_METHODS:
             return None
         length = headers.get(b"content-length")
@@ -231,6 +240,19 @@ class GatehouseMiddleware:
             user_id=state.get("user_id"),
             ip=ip,
         )
+
+
+def _repeated_parameter(query: bytes) -> str | None:
+    seen: set[str] = set()
+    for pair in query.split(b"&"):
+        if not pair:
+            continue
+        name = unquote_plus(pair.split(b"=", 1)[0].decode("latin-1"))
+        if name in seen:
+            # The name is echoed only when it looks like one of ours (never arbitrary input).
+            return name if _PARAMETER_NAME.match(name) else "?"
+        seen.add(name)
+    return None
 
 
 def _successor(scope: Scope) -> bytes:

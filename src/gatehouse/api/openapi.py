@@ -12,8 +12,10 @@ post-processes the generated document once:
   (API.md §1: Bearer token or API key, `X-API-Key`, the `gh_access` cookie),
   and each protected operation names the ones it takes and the permission it
   needs, read from its dependencies (so Swagger UI's "Authorize" works);
-- request rules the service enforces beyond pydantic's types (emails are
-  addresses where they create an account; passwords at most 1024 UTF-8 bytes).
+- request rules the service enforces beyond pydantic's types: emails are
+  addresses where they create an account, new passwords have the configured
+  minimum length (and at most 1024 UTF-8 bytes), roles and scopes are the
+  known names, repeated query parameters are refused (422).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from gatehouse.api import deps
+from gatehouse.auth.rbac import ALL_PERMISSIONS, ROLES
 
 PROBLEM = "application/problem+json"
 
@@ -72,6 +75,8 @@ _ANSWERS: dict[int, tuple[str, list[str]]] = {
     503: ("A dependency is unavailable (see Retry-After)", ["retry_after"]),
 }
 _ANSWERS[431] = ("Request header fields too large: headers_too_large", [])
+_ANSWERS[400] = ("Bad request: link_invalid (a reset or verification token that is unknown, "
+                 "used, superseded or expired)", [])
 
 BEARER, API_KEY, COOKIE = "bearerAuth", "apiKeyHeader", "accessCookie"
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -93,8 +98,12 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 _ANY_CREDENTIAL = [{BEARER: []}, {API_KEY: []}, {COOKIE: []}]
 _USER_SESSION = [{BEARER: []}, {COOKIE: []}]
 # Fields whose values the service checks as email addresses (422 otherwise).
-_EMAIL_FIELDS = {"RegisterIn": ["email"], "AdminUserCreate": ["email"]}
+_EMAIL_FIELDS = {"RegisterIn": ["email"], "AdminUserCreate": ["email"], "EmailIn": ["email"]}
 _PASSWORD_FIELDS = ("password", "current_password", "new_password")
+# Passwords that become an account's password: the configured minimum length applies.
+_NEW_PASSWORDS = {"RegisterIn": "password", "AdminUserCreate": "password",
+                  "PasswordChangeIn": "new_password"}
+_NAMES = {"roles": sorted(ROLES), "scopes": sorted(ALL_PERMISSIONS)}
 _BODY_METHODS = {"post", "put", "patch"}
 _METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -107,6 +116,14 @@ def _problem(status: int) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM: {"schema": schema}}}
 
 
+def _takes_link_token(operation: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        name = media.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+        if "token" in schemas.get(name, {}).get("properties", {}):
+            return True
+    return False
+
+
 def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     if path == "/metrics":
         return [401, 403, 500, 503]
@@ -115,6 +132,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     statuses = [401, 403, 404, 422, 429, 431, 500, 503]
     if method in _BODY_METHODS or "requestBody" in operation:
         statuses += [409, 413, 415]
+    elif method == "delete":
+        statuses.append(409)  # e.g. deleting the last enabled admin
     return sorted(statuses)
 
 
@@ -127,7 +146,10 @@ def declare_problems(document: dict[str, Any]) -> None:
             if method not in _METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            for status in _statuses(path, method, operation):
+            statuses = _statuses(path, method, operation)
+            if _takes_link_token(operation, schemas):
+                statuses.append(400)
+            for status in statuses:
                 responses[str(status)] = _problem(status)
     # FastAPI's own 422 shapes are never sent; drop them once nothing refers to them.
     text = repr(document.get("paths", {}))
@@ -185,9 +207,55 @@ def declare_security(document: dict[str, Any], routes: list[Any]) -> None:
                 operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
 
 
-def declare_rules(document: dict[str, Any]) -> None:
-    """Request rules enforced beyond the pydantic types: email addresses, password bytes."""
+def _array_items(prop: dict[str, Any]) -> dict[str, Any] | None:
+    for variant in [prop, *prop.get("anyOf", [])]:
+        if variant.get("type") == "array":
+            items: dict[str, Any] = variant.setdefault("items", {})
+            return items
+    return None
+
+
+_NO_NUL = "^[^\\u0000]*$"  # PostgreSQL text cannot hold U+0000: requests refuse it (422)
+
+
+def _request_bodies(document: dict[str, Any]) -> set[str]:
+    names = set()
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                names.add(ref.rsplit("/", 1)[-1])
+    return names
+
+
+def _refuse_nul(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string" and "pattern" not in schema:
+        schema["pattern"] = _NO_NUL
+    for variant in schema.get("anyOf", []):
+        _refuse_nul(variant)
+    if isinstance(schema.get("items"), dict):
+        _refuse_nul(schema["items"])
+
+
+def declare_rules(document: dict[str, Any], password_min_length: int) -> None:
+    """Request rules enforced beyond the pydantic types: email addresses, password length and
+    bytes, known roles and scopes."""
     schemas = document.get("components", {}).get("schemas", {})
+    for name in _request_bodies(document):
+        for prop in schemas.get(name, {}).get("properties", {}).values():
+            _refuse_nul(prop)
+    for name, field in _NEW_PASSWORDS.items():
+        prop = schemas.get(name, {}).get("properties", {}).get(field)
+        if prop is not None:
+            prop["minLength"] = password_min_length
+    for schema in schemas.values():
+        for field, names in _NAMES.items():
+            prop = schema.get("properties", {}).get(field)
+            items = _array_items(prop) if prop is not None else None
+            if items is not None and items.get("type") == "string":
+                items["enum"] = names
     for name, fields in _EMAIL_FIELDS.items():
         for field in fields:
             prop = schemas.get(name, {}).get("properties", {}).get(field)
@@ -210,7 +278,7 @@ def install(app: FastAPI) -> None:
             document = generate()
             declare_problems(document)
             declare_security(document, app.routes)
-            declare_rules(document)
+            declare_rules(document, app.state.ctx.settings.password_min_length)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -34,7 +34,7 @@ SessionsRevoke = Annotated[Principal, Depends(RequirePermission("sessions:revoke
 AuditRead = Annotated[Principal, Depends(RequirePermission("audit:read"))]
 KeysManage = Annotated[Principal, Depends(RequirePermission("api_keys:manage"))]
 Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=512)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]  # `cursor=` is no cursor
 
 
 @router.get("/users", response_model=Page[UserOut])

@@ -165,7 +165,8 @@ async def validate(principal: CurrentUser) -> JSONResponse:
 @router.get("/auth/sessions", response_model=Page[SessionOut], responses=_ANSWERS)
 async def list_sessions(
     principal: CurrentUser, ctx: Ctx,
-    limit: int = Query(50, ge=1, le=200), cursor: str | None = Query(None, max_length=64),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, min_length=1, max_length=64),
 ) -> dict[str, Any]:
     """The caller's live sessions; `current` marks this one."""
     assert principal.user_id

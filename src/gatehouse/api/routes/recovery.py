@@ -28,7 +28,7 @@ _LINK_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/auth/password/forgot", status_code=202, responses=_ANSWERS)
+@router.post("/auth/password/forgot", status_code=202, responses=_ANSWERS, response_class=Response)
 async def forgot_password(body: EmailIn, request: Request, ctx: Ctx) -> Response:
     """Email a password-reset link, if the address has an enabled account (always 202)."""
     ctx.recovery.request_reset(checked_email(body.email), actor_of(request))
@@ -42,7 +42,7 @@ async def reset_password(body: PasswordResetIn, request: Request, ctx: Ctx) -> R
     return Response(status_code=204)
 
 
-@router.post("/auth/email/verify-request", status_code=202,
+@router.post("/auth/email/verify-request", status_code=202, response_class=Response,
              responses={401: {"description": "Not authenticated (problem+json)"}, **_ANSWERS})
 async def request_verification(request: Request, ctx: Ctx, body: EmailIn | None = None) -> Response:
     """Email a verification link: to the caller's address, or (no session) to `email`."""
