@@ -102,6 +102,25 @@ test("a lock held forever by a dead tab delays a refresh by the lock timeout onl
   await client.close();
 });
 
+test("tabs that time out on a Web Lock held by a frozen tab meet on the lease: still one refresh", async (t) => {
+  const browser = fakeBrowser();
+  browser.server.refreshDelay = 100;
+  const tabs = [tabClient(browser, { lockTimeout: 300 }), tabClient(browser, { lockTimeout: 300 }), tabClient(browser, { lockTimeout: 300 })];
+  t.after(() => Promise.all(tabs.map((tab) => tab.close())));
+  await tabs[0].login("ada@example.test", "pw");
+  await settle();
+  browser.locks.holdForever(`gatehouse:${BASE}:cookie:refresh`);
+  browser.server.expireAccess();
+  await Promise.all(tabs.map((tab) => tab.json(PROFILE)));
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  // The next expiry: the frozen holder still holds the Web Lock, so the tabs go straight to the lease.
+  browser.server.expireAccess();
+  const started = Date.now();
+  await Promise.all(tabs.map((tab) => tab.json(PROFILE)));
+  assert.ok(Date.now() - started < 250, `waited ${Date.now() - started} ms`);
+  assert.deepEqual(browser.server.counts, { success: 2, grace: 0, login: 1 });
+});
+
 test("sign-in and refresh cannot hang on a lock that is never granted", async () => {
   const browser = fakeBrowser();
   // A lock manager that never grants anything and ignores nothing: like a tab lock that hung sign-in elsewhere.

@@ -4,11 +4,14 @@
  * Web Locks where the browser has them; elsewhere a lease in localStorage
  * (owner + expiry, written then read back after a short settle, since
  * localStorage has no compare-and-set). Acquisition is always bounded:
- * `acquire` resolves to `null` after `timeout` ms and the caller refreshes on
- * its own. A holder that is frozen keeps its Web Lock: after one timeout we
- * remember that holder and, while it still holds the lock, the live tabs
- * coordinate through the lease instead. Correctness never rests on this lock:
- * the server's idempotent grace is the floor; the lock keeps it to one request.
+ * `acquire` resolves to `null` when it gives up and the caller refreshes on
+ * its own. A tab that is frozen keeps its Web Lock: when waiting for it times
+ * out, the live tabs (which all time out at about the same moment) meet on
+ * the lease instead, for at most half the timeout more, and while that holder
+ * still holds the Web Lock they go straight to the lease. A closed or crashed
+ * tab's Web Lock is released by the browser; its lease expires by itself.
+ * Correctness never rests on this lock: the server's idempotent grace is the
+ * floor; the lock only keeps it to one request.
  */
 import { delay } from "./utils/delay.js";
 import { timeoutSignal } from "./utils/timeout.js";
@@ -67,7 +70,7 @@ export function createTabLock({ name, locks, storage }) {
         }
         if (bounded.signal.aborted) {
           stuckHolder = await holderOfWebLock();
-          resolve(null);
+          resolve(storage ? acquireLease(timeout / 2, signal) : null);
           return;
         }
         reject(error);
