@@ -1,4 +1,4 @@
-"""What the console's Operations page reads: recent client errors and /metrics with a cookie session."""
+"""What the console's Operations page reads: recent client errors, /metrics by cookie session."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def ops_app(make_app: Callable[..., Any]) -> Any:
 
 
 async def test_recent_client_errors_are_listed_newest_first_without_query(ops_app: Any) -> None:
-    """An ops:read caller sees the reports, newest first, with page URLs stripped of query and fragment."""
+    """An ops:read caller sees the reports newest first, page URLs without query or fragment."""
     await create_user(ops_app.state.ctx, "ops@example.com", ["operator"])
     async with asgi_client(ops_app) as client:
         for n in range(3):
@@ -46,7 +46,8 @@ async def test_only_the_last_fifty_reports_are_kept(ops_app: Any) -> None:
         for n in range(55):
             await client.post("/api/v1/client-errors", json={"message": f"e{n}"})
         tokens = await login(client, "root@example.com")
-        items = (await client.get("/api/v1/ops/client-errors", headers=bearer(tokens))).json()["items"]
+        r = await client.get("/api/v1/ops/client-errors", headers=bearer(tokens))
+        items = r.json()["items"]
     assert len(items) == 50
     assert items[0]["message"] == "e54"
     assert items[-1]["message"] == "e5"

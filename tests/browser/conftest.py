@@ -136,7 +136,8 @@ def chromium(playwright_instance: Playwright) -> Iterator[Browser]:
 # Chromium logs CSP violations to the console; this names them plainly too (init scripts are
 # injected by the browser itself, so the page's CSP does not apply to this one).
 REPORT_CSP = """document.addEventListener("securitypolicyviolation", (e) =>
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`));"""
+  console.error(
+    `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`));"""
 
 
 def _watch(page: Page, problems: list[str]) -> None:
@@ -171,7 +172,8 @@ def new_context(chromium: Browser) -> Iterator[Callable[..., BrowserContext]]:
 def signed_in(new_context: Callable[..., BrowserContext]) -> Callable[..., BrowserContext]:
     """`signed_in(server, email, password=PASSWORD, **options)`: a context with a cookie session."""
 
-    def factory(server: Server, email: str, password: str = PASSWORD, **options: Any) -> BrowserContext:
+    def factory(server: Server, email: str, password: str = PASSWORD,
+                **options: Any) -> BrowserContext:
         context = new_context(server, **options)
         r = context.request.post(f"{server.url}/api/v1/auth/login",
                                  data={"email": email, "password": password},

@@ -31,11 +31,13 @@ def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
 
 # Records (Date.now()) when the page shows the sign-in button and a role=status notice.
 WATCH_SIGN_IN = """() => {
-  const seen = () => [...document.querySelectorAll('button')].some((b) => b.textContent === 'Sign in')
+  const seen = () => [...document.querySelectorAll('button')]
+    .some((b) => b.textContent === 'Sign in')
     && [...document.querySelectorAll('[role=status]')].some((s) => !s.hidden && s.textContent);
   new MutationObserver((_, observer) => {
     if (seen()) { window.__signInShownAt = Date.now(); observer.disconnect(); }
-  }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  }).observe(document.body,
+    {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
 
 
@@ -64,7 +66,7 @@ def test_sign_in_leads_to_the_account_page(
 def test_wrong_password_then_throttling_say_what_happened(
     console_server: BrowserServer, new_context: Callable[..., BrowserContext]
 ) -> None:
-    """A wrong password says so in role=alert; past LOGIN_MAX_FAILURES the alert gives the wait in seconds."""
+    """A wrong password says so in role=alert; past LOGIN_MAX_FAILURES the alert gives the wait."""
     console_server.add_user("throttle@example.com")
     page = new_context(console_server).new_page()
     page.goto("/console/")
@@ -73,7 +75,8 @@ def test_wrong_password_then_throttling_say_what_happened(
         sign_in(page, "throttle@example.com", "not-the-password-123")
         expect(alert).to_have_text("Wrong email or password.")
     sign_in(page, "throttle@example.com")  # even the right password waits now
-    expect(alert).to_have_text(re.compile(r"Too many failed sign-in attempts\. Wait \d+ seconds?, then try again\."))
+    expect(alert).to_have_text(
+        re.compile(r"Too many failed sign-in attempts\. Wait \d+ seconds?, then try again\."))
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
 
 
@@ -83,7 +86,8 @@ def test_disabled_account_is_told_so(
     """A disabled account with the right password reads that the account is disabled."""
     console_server.add_user("boss@example.com", ["admin"])
     target = console_server.add_user("gone@example.com")
-    r = httpx.patch(f"{console_server.url}/api/v1/admin/users/{target['id']}", json={"disabled": True},
+    r = httpx.patch(f"{console_server.url}/api/v1/admin/users/{target['id']}",
+                    json={"disabled": True},
                     headers=api_login(console_server, "boss@example.com"))
     assert r.status_code == 200, r.text
     page = new_context(console_server).new_page()
@@ -96,7 +100,7 @@ def test_disabled_account_is_told_so(
 def test_sign_out_in_one_tab_signs_out_every_tab_within_a_second(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """`Sign out` in one of three tabs: all three show the sign-in page with a role=status notice within 1 s."""
+    """`Sign out` in one of three tabs: all three show sign-in and a role=status notice in 1 s."""
     console_server.add_user("tabs@example.com")
     context = signed_in(console_server, "tabs@example.com")
     pages = [context.new_page() for _ in range(3)]
@@ -106,7 +110,8 @@ def test_sign_out_in_one_tab_signs_out_every_tab_within_a_second(
     for page in pages:  # each tab notes when its sign-in page (with its notice) appears
         page.evaluate(WATCH_SIGN_IN)
     pages[0].bring_to_front()
-    pages[0].evaluate("document.addEventListener('click', () => { window.__clickedAt = Date.now() }, true)")
+    pages[0].evaluate(
+        "document.addEventListener('click', () => { window.__clickedAt = Date.now() }, true)")
     pages[0].get_by_role("button", name="Sign out", exact=True).click()
     clicked_at = pages[0].evaluate("window.__clickedAt")
     for page in pages:
@@ -129,7 +134,8 @@ def test_signing_in_again_returns_to_the_page_the_user_was_on(
     other = context.new_page()
     other.goto("/console/account")
     other.get_by_role("button", name="Sign out", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text=re.compile("signed out"))).to_be_visible(timeout=2000)
+    notice = page.get_by_role("status").filter(has_text=re.compile("signed out"))
+    expect(notice).to_be_visible(timeout=2000)
     sign_in(page, "return@example.com")
     expect(page.get_by_role("heading", level=1)).to_have_text("Audit log")
     expect(page).to_have_url(re.compile(r"/console/admin/audit$"))
@@ -138,7 +144,7 @@ def test_signing_in_again_returns_to_the_page_the_user_was_on(
 def test_an_uncaught_error_shows_the_boundary_and_reaches_the_server_log(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """An error no code catches shows a friendly role=alert and the server logs it as client_error."""
+    """An error no code catches shows a friendly role=alert; the server logs it as client_error."""
     console_server.add_user("oops@example.com")
     page = signed_in(console_server, "oops@example.com").new_page()
     page.goto("/console/account")
@@ -203,7 +209,7 @@ def test_admin_creates_a_user_changes_roles_disables_and_revokes_sessions(
 def test_admin_creates_an_api_key_sees_it_once_and_revokes_it(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """API keys page: the new key is shown once with a Copy button, works, and stops working when revoked."""
+    """API keys: the new key shows once with a Copy button, works, and stops when revoked."""
     console_server.add_user("keys@example.com", ["admin"])
     context = signed_in(console_server, "keys@example.com")
     context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -240,7 +246,7 @@ def test_admin_creates_an_api_key_sees_it_once_and_revokes_it(
 def test_a_plain_user_sees_no_admin_navigation_and_the_admin_api_answers_403(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """A `user` has only Account in the navigation; an admin URL explains, the API says 403, no sign-out."""
+    """A `user` sees only Account in the nav; admin URLs explain, the API says 403, no sign-out."""
     console_server.add_user("plain@example.com")
     context = signed_in(console_server, "plain@example.com")
     page = context.new_page()
@@ -259,7 +265,7 @@ def test_a_plain_user_sees_no_admin_navigation_and_the_admin_api_answers_403(
 def test_sign_out_everywhere_asks_first_then_ends_every_session(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """`Sign out everywhere` opens a dialog whose button of the same name ends this and other sessions."""
+    """`Sign out everywhere` asks in a dialog whose same-named button ends every session."""
     console_server.add_user("everywhere@example.com")
     other_device = api_login(console_server, "everywhere@example.com")
     context = signed_in(console_server, "everywhere@example.com")
@@ -296,22 +302,24 @@ def test_console_modules_come_from_this_origin_only(
 def test_forgot_password_sends_a_link_without_saying_whether_the_account_exists(
     console_server: BrowserServer, new_context: Callable[..., BrowserContext]
 ) -> None:
-    """`Forgot password?` leads to `Email` + `Send reset link`, answered by the same notice for any address."""
+    """`Forgot password?` leads to `Email` + `Send reset link`; any address gets the same notice."""
     page = new_context(console_server).new_page()
     page.goto("/console/")
     page.get_by_role("link", name="Forgot password?").click()
     page.get_by_label("Email").fill("nobody@example.com")
     page.get_by_role("button", name="Send reset link").click()
-    expect(page.get_by_role("status")).to_contain_text("If nobody@example.com belongs to an account")
+    expect(page.get_by_role("status")).to_contain_text(
+        "If nobody@example.com belongs to an account")
 
 
 def test_a_used_or_unknown_reset_link_says_to_ask_for_a_new_one(
     console_server: BrowserServer, new_context: Callable[..., BrowserContext]
 ) -> None:
-    """The reset page with a bad token: `New password` + `Set password` answer that the link is no longer valid."""
+    """A bad reset token: `New password` + `Set password` answer that the link is not valid."""
     page = new_context(console_server).new_page()
     page.goto("/console/reset-password#token=not-a-real-token")
-    expect(page).to_have_url(re.compile(r"/console/reset-password$"))  # the token leaves the address bar
+    # The token leaves the address bar (and the history) as soon as the page has read it.
+    expect(page).to_have_url(re.compile(r"/console/reset-password$"))
     page.get_by_label("New password").fill("a-brand-new-passphrase-42")
     page.get_by_role("button", name="Set password").click()
     expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_contain_text(
@@ -322,7 +330,7 @@ def test_a_used_or_unknown_reset_link_says_to_ask_for_a_new_one(
 def test_recovery_pages_explain_a_server_without_the_route(
     console_server: BrowserServer, new_context: Callable[..., BrowserContext]
 ) -> None:
-    """Against an older server (the §8 routes answer 404) the pages say so instead of failing silently."""
+    """Against an older server (the §8 routes answer 404) the pages say so, not fail silently."""
     page = new_context(console_server).new_page()
     problem = ('{"type":"/errors/not_found","title":"Not found","status":404,"code":"not_found",'
                '"detail":"Not found.","request_id":"r1"}')
@@ -359,7 +367,7 @@ def test_the_sign_in_form_works_from_the_keyboard_alone(
 def test_a_csp_violation_would_be_reported(
     console_server: BrowserServer, new_context: Callable[..., BrowserContext]
 ) -> None:
-    """The pages' CSP refuses inline code, and the problem recorder catches it (so "no problems" means something)."""
+    """The CSP refuses inline code and the recorder catches it ("no problems" means something)."""
     context = new_context(console_server)
     page = context.new_page()
     response = page.goto("/console/")

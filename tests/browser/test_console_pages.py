@@ -46,7 +46,8 @@ def tour_server(console_server: BrowserServer) -> BrowserServer:
     headers = {"Authorization": "Bearer " + httpx.post(
         f"{console_server.url}/api/v1/auth/login",
         json={"email": "root@example.com", "password": PASSWORD},
-        headers={"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"},
+        headers={"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
+                               "Safari/604.1"},
     ).json()["access_token"]}
     httpx.post(f"{console_server.url}/api/v1/admin/api-keys", headers=headers,
                json={"name": "billing service", "scopes": ["users:read", "audit:read"]})

@@ -58,7 +58,7 @@ def content_type_of(name: str) -> str:
 
 
 def resolve_static(root: Path, path: str) -> Path | None:
-    """The file `path` names under `root`, or None: no traversal, no hidden files, no directories."""
+    """The file `path` names under `root`, or None: no traversal, hidden files or directories."""
     if not path or "\x00" in path or "\\" in path:
         return None
     parts = path.split("/")
@@ -86,7 +86,8 @@ def file_response(request: Request, file: Path, media_type: str) -> Response:
         "ETag": etag,
     }
     wanted = request.headers.get("if-none-match", "")
-    if etag in {tag.strip().removeprefix("W/") for tag in wanted.split(",")} or wanted.strip() == "*":
+    tags = {tag.strip().removeprefix("W/") for tag in wanted.split(",")}
+    if etag in tags or wanted.strip() == "*":
         return Response(status_code=304, headers=headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(body))
