@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "../../src/gatehouse/web/static/gatehouse-client.js";
-import { BASE, fakeBrowser, settle } from "./fakes.mjs";
+import { BASE, fakeBrowser, problem, settle } from "./fakes.mjs";
 
 const PROFILE = "/api/v1/users/profile";
 
@@ -177,4 +177,21 @@ test("the proactive refresh runs before expiry, once for two tabs, and no reques
   const unauthorized = browser.server.seen.filter((r) => r.path === PROFILE).length;
   assert.equal(unauthorized, 2);
   await Promise.all([first.close(), second.close()]);
+});
+
+test("a proactive refresh that fails (503) reports nothing and is tried again after a cool-down", async (t) => {
+  const browser = fakeBrowser();
+  browser.server.expiresIn = 1; // refreshed 0.25-0.5 s after sign-in
+  const errors = [];
+  const client = tabClient(browser, { retry: false, onError: (error) => errors.push(error.code) });
+  t.after(() => client.close());
+  await client.login("ada@example.test", "pw");
+  browser.server.refreshAnswer = () => problem(503, "service_unavailable", { retry_after: 1 }, { "retry-after": "1" });
+  await settle(700);
+  assert.equal(browser.server.count("POST", "/api/v1/auth/refresh"), 1);
+  browser.server.refreshAnswer = null;
+  await settle(2000); // the retry, 2 s after the failure
+  assert.equal(browser.server.counts.success, 1);
+  assert.deepEqual(errors, []);
+  assert.equal(client.user?.id, "u1");
 });

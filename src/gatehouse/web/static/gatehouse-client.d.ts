@@ -126,7 +126,10 @@ export interface ClientOptions {
   storage?: "memory" | "sessionStorage" | "localStorage" | StorageLike;
   /** Called once per tab when the session ends: `refresh_invalid`, `refresh_expired`, `refresh_reused` or `session_revoked` (a logout in another tab). */
   onSessionExpired?: (code: string) => void;
-  /** Called with every error the client throws, and with errors of background refreshes. */
+  /**
+   * Called with every error the client throws (after the error hooks). A proactive refresh
+   * that fails is not reported: it is tried again, and the request that needs it reports.
+   */
   onError?: (error: GatehouseError | unknown) => void;
   /** Retries of idempotent requests (default `{limit: 4, maxTotal: 30000}`). */
   retry?: number | false | RetryOptions;

@@ -249,11 +249,12 @@ export function createClient(options = {}) {
    */
   async function openSession(path, body) {
     const headers = { "Content-Type": "application/json", ...(config.mode === "cookie" ? { "X-Auth-Mode": "cookie" } : {}) };
+    const sentAt = Date.now();
     const response = await send(path, { method: "POST", headers, body: JSON.stringify(body) }, { authenticated: false });
     if (!response.ok) return throwFor(response);
     /** @type {{user: import("../gatehouse-client.js").User}} */
     const answer = await response.json();
-    shared.applyTokens(answer, Date.now());
+    shared.applyTokens(answer, sentAt);
     return { user: answer.user };
   }
 

@@ -71,13 +71,15 @@ async function runRefresh(shared, observed, send) {
     const body = shared.config.mode === "token"
       ? JSON.stringify({ refresh_token: tokens?.refresh_token ?? "" })
       : undefined;
+    // Expiry counts from when the request left, not when the answer arrived: never late.
+    const sentAt = Date.now();
     const response = await send("/api/v1/auth/refresh", {
       method: "POST",
       headers: body ? { "Content-Type": "application/json" } : {},
       body,
     });
     if (response.ok) {
-      shared.applyTokens(await response.json(), Date.now());
+      shared.applyTokens(await response.json(), sentAt);
       return true;
     }
     const error = await errorFromResponse(response);

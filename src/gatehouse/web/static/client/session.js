@@ -20,6 +20,9 @@ import { CSRF_COOKIE, readCookie } from "./csrf.js";
  *   onError: ((error: any) => void) | null, send: AuthSend}} Member
  */
 
+/** After a proactive refresh failed: try again this much later (ms). */
+export const RETRY_FAILED_REFRESH_MS = 2000;
+
 /**
  * Refresh this long before the access token expires: a fifth of its life,
  * at least half a second, at most a minute; plus up to half that again at
@@ -176,11 +179,11 @@ export class SharedSession {
   /**
    * A login or refresh answer: new access token, expiry, maybe tokens and user.
    * @param {Record<string, any>} body
-   * @param {number} receivedAt
+   * @param {number} sentAt when the request that got this answer was sent (ms)
    */
-  applyTokens(body, receivedAt) {
+  applyTokens(body, sentAt) {
     this.issuedAt = this.nextIssuedAt();
-    this.expiresAt = typeof body.expires_in === "number" ? receivedAt + body.expires_in * 1000 : null;
+    this.expiresAt = typeof body.expires_in === "number" ? sentAt + body.expires_in * 1000 : null;
     if (typeof body.session_id === "string") this.sessionId = body.session_id;
     if (body.user) this.user = body.user;
     if (this.tokens && typeof body.access_token === "string") {
@@ -232,21 +235,28 @@ export class SharedSession {
     }
   }
 
-  /** Arms the proactive refresh of the current access token. */
-  schedule() {
+  /**
+   * Arms the proactive refresh of the current access token. One that fails
+   * (server unreachable, 5xx: its own retries are spent) is no error for the
+   * app: requests go on with the current token, and it is tried again after a
+   * cool-down; once the token has expired, the next request refreshes anyway.
+   * @param {number} [retryIn] ms: a retry after a failed proactive refresh
+   */
+  schedule(retryIn) {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     if (!this.hasSession || this.expiresAt === null || this.members.size === 0) return;
     const lifetime = Math.max(0, this.expiresAt - this.issuedAt);
     const lead = refreshLead(lifetime);
-    const at = this.expiresAt - lead - Math.random() * Math.min(lead / 2, 5000);
+    const at = retryIn !== undefined ? Date.now() + retryIn
+      : this.expiresAt - lead - Math.random() * Math.min(lead / 2, 5000);
     const observed = this.issuedAt;
     this.timer = setTimeout(() => {
       this.timer = null;
       const member = [...this.members][0];
       if (!member) return;
-      refreshSession(this, observed, member.send).catch((error) => {
-        for (const each of this.members) each.onError?.(error);
+      refreshSession(this, observed, member.send).catch(() => {
+        if (this.issuedAt === observed) this.schedule(RETRY_FAILED_REFRESH_MS);
       });
     }, Math.max(0, at - Date.now()));
   }
