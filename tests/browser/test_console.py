@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
@@ -207,7 +208,7 @@ def test_admin_creates_a_user_changes_roles_disables_and_revokes_sessions(
 
 
 def test_admin_creates_an_api_key_sees_it_once_and_revokes_it(
-    console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
+    console_server: BrowserServer, signed_in: Callable[..., BrowserContext], artifacts: Path
 ) -> None:
     """API keys: the new key shows once with a Copy button, works, and stops when revoked."""
     console_server.add_user("keys@example.com", ["admin"])
@@ -224,6 +225,7 @@ def test_admin_creates_an_api_key_sees_it_once_and_revokes_it(
     key = secret.input_value()
     page.get_by_role("button", name="Copy API key").click()
     expect(page.get_by_text("Copied", exact=True)).to_be_visible()
+    page.screenshot(path=artifacts / "api-keys-created-desktop-light.png", full_page=True)
     assert page.evaluate("navigator.clipboard.readText()") == key
     assert httpx.get(f"{console_server.url}/api/v1/admin/users",
                      headers={"X-API-Key": key}).status_code == 200

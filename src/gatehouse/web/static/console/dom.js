@@ -102,7 +102,8 @@ export function describeError(error) {
 /** "1 second", "12 seconds". */
 export function waitText(seconds) {
   const n = Math.max(1, Math.ceil(Number(seconds) || 1));
-  return n === 1 ? "1 second" : `${n} seconds`;
+  if (n === 1) return "1 second";
+  return n >= 120 ? `${n} seconds (about ${Math.round(n / 60)} minutes)` : `${n} seconds`;
 }
 
 /** A button that disables itself while `action` runs (no double submits). */
