@@ -75,7 +75,7 @@ async def test_cookie_login_sets_three_cookies_with_contract_flags(
     web: httpx.AsyncClient, user: Any
 ) -> None:
     """Cookie-mode login sets gh_access, gh_refresh and gh_csrf with exactly the §3 flags, all
-    Secure by default."""
+    Secure by default (and the §4 device cookie, tested in test_device_cookie)."""
     r = await web.post(
         "/api/v1/auth/login",
         json={"email": "alice@example.com", "password": PASSWORD},
@@ -83,7 +83,7 @@ async def test_cookie_login_sets_three_cookies_with_contract_flags(
     )
     assert r.status_code == 200, r.text
     cookies = set_cookies(r)
-    assert set(cookies) == {"gh_access", "gh_refresh", "gh_csrf"}
+    assert set(cookies) == {"gh_access", "gh_refresh", "gh_csrf", "gh_device"}
     access, refresh, csrf = cookies["gh_access"], cookies["gh_refresh"], cookies["gh_csrf"]
     remaining = r.json()["refresh_expires_in"]
     assert 86_390 <= remaining <= 86_400
@@ -148,6 +148,7 @@ async def test_insecure_cookies_setting_drops_only_the_secure_flag(make_app: Any
         "gh_access": False,
         "gh_refresh": False,
         "gh_csrf": False,
+        "gh_device": False,
     }
     assert {
         name: (attrs["path"], attrs["samesite"].lower(), "httponly" in attrs)
@@ -156,6 +157,7 @@ async def test_insecure_cookies_setting_drops_only_the_secure_flag(make_app: Any
         "gh_access": ("/", "lax", True),
         "gh_refresh": ("/api", "strict", True),
         "gh_csrf": ("/", "strict", False),
+        "gh_device": ("/api", "strict", True),
     }
     assert cookies["gh_access"]["max-age"] == "600"
 
@@ -180,7 +182,9 @@ async def test_browser_cookie_jar_flow_works_with_insecure_cookies(make_app: Any
         assert (
             await jar.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
         ).status_code == 204
-        assert len(jar.cookies) == 0
+        # The session's cookies are gone; the device cookie stays (API.md §4: it proves this
+        # browser signed in before, against lockout by strangers).
+        assert [cookie.name for cookie in jar.cookies.jar] == ["gh_device"]
         r = await jar.get("/api/v1/users/profile")
         assert (r.status_code, r.json()["code"]) == (401, "token_missing")
 
@@ -367,7 +371,7 @@ async def test_cookie_login_from_an_allowed_cors_origin_is_accepted(
         headers={**COOKIE_MODE, "Origin": APP_ORIGIN},
     )
     assert r.status_code == 200, r.text
-    assert set(set_cookies(r)) == {"gh_access", "gh_refresh", "gh_csrf"}
+    assert set(set_cookies(r)) == {"gh_access", "gh_refresh", "gh_csrf", "gh_device"}
     assert r.headers["access-control-allow-origin"] == APP_ORIGIN
     assert r.headers["access-control-allow-credentials"] == "true"
 
