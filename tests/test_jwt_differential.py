@@ -237,7 +237,7 @@ def tokens(draw: st.DrawFn, algorithm: str, sign: Callable[[bytes, str], bytes],
                    for k, v in claims.items() if v is not _ABSENT]
     if "extra-claim" in changed:
         claim_pairs.append((draw(st.sampled_from(["zz", "x-custom", "nested"])),
-                            draw(st.sampled_from([1, "a", None, {"a": [1]}]))))
+                            draw(st.sampled_from([1, "a", None, {"a": [1]}, "x" * 6200]))))
     dup_header = draw(st.sampled_from([("alg", "none"), ("typ", "JWT"), ("alg", algorithm),
                                        ("crit", ["exp"])]))
     dup_claim = draw(st.sampled_from([("aud", "other"), ("exp", now - 3600), ("sub", 1),
