@@ -175,17 +175,24 @@ def _raw_http(port: int, request: bytes) -> bytes:
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_real_server_answers_odd_paths_and_huge_headers_with_problem_json(make_server: Any) -> None:
     """Through `gatehouse serve` and a raw socket: `/api/%0d%0a` gets an answer (it got none),
-    `/api/%E2%82%AC` a 404 problem+json (a plain-text 500 before), and a 20 KB Cookie 431."""
+    `/api/%E2%82%AC` a 404 problem+json (a plain-text 500 before), what the HTTP parser refuses
+    (a raw 0xFF byte, a 100 KB target) a 400 problem+json (plain text from uvicorn before), and
+    a 20 KB Cookie 431."""
     server = make_server()
-    for target, status in ((b"/api/%0d%0a", b"404"), (b"/api/%E2%82%AC", b"404"),
-                           (b"/api/v1/%ff", b"404")):
+    for target, status, code in (
+        (b"/api/%0d%0a", b"404", "not_found"), (b"/api/%E2%82%AC", b"404", "not_found"),
+        (b"/api/v1/%ff", b"404", "not_found"), (b"/api/\xff", b"400", "bad_request"),
+        (b"/api/" + b"a" * 100_000, b"400", "bad_request"),
+    ):
         answer = _raw_http(server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
                                         b"Connection: close\r\n\r\n")
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 " + status), answer[:300]
         assert b"content-type: application/problem+json" in head.lower()
         assert b"x-request-id: " in head.lower() and b"x-content-type-options: nosniff" in head.lower()
-        assert json.loads(body)["code"] == "not_found"
+        problem = json.loads(body)
+        assert problem["code"] == code
+        assert f"x-request-id: {problem['request_id']}".encode() in head.lower()
     cookie = b"Cookie: gh_access=" + ADVERSARIAL.encode() * 2 + b"\r\n"
     answer = _raw_http(server.port, b"GET /api/v1/users/profile HTTP/1.1\r\nHost: x\r\n" + cookie
                        + b"Connection: close\r\n\r\n")

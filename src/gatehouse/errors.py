@@ -25,6 +25,7 @@ maps them to a status and an RFC 9457 body; the CLI prints `detail`.
     ├── Conflict                         conflict
     ├── PayloadTooLarge                  payload_too_large
     ├── HeadersTooLarge                  headers_too_large
+    ├── BadRequest                       bad_request (not HTTP the server can parse)
     ├── UnsupportedMediaType             unsupported_media_type
     ├── ValidationFailed                 validation_failed  (carries `errors`)
     │   └── WeakPassword                 validation_failed
@@ -185,6 +186,12 @@ class HeadersTooLarge(GatehouseError):
     code = "headers_too_large"
     title = "Request header fields too large"
     default_detail = "The request headers exceed the size limit."
+
+
+class BadRequest(GatehouseError):
+    code = "bad_request"
+    title = "Bad request"
+    default_detail = "The request is not valid HTTP."
 
 
 class UnsupportedMediaType(GatehouseError):

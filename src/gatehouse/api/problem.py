@@ -33,6 +33,7 @@ STATUS: dict[type[errors.GatehouseError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.HeadersTooLarge: 431,
+    errors.BadRequest: 400,
     errors.UnsupportedMediaType: 415,
     errors.ValidationFailed: 422,
     errors.TooManyRequests: 429,

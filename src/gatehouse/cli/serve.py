@@ -232,7 +232,8 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, answering what its parser refuses as problem+json (not plain text)
+        http="gatehouse.api.http_server:ProblemHttpToolsProtocol",
         access_log=False,
         log_level="warning",
         proxy_headers=False,  # X-Forwarded-For is handled by GATEHOUSE_TRUSTED_PROXIES
