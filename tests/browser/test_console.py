@@ -386,3 +386,15 @@ def test_a_csp_violation_would_be_reported(
         page.wait_for_timeout(50)  # the violation event is dispatched asynchronously
     assert page.evaluate("window.__inlineRan === undefined")
     assert any("CSP violation: script-src" in p for p in problems), problems
+
+
+def test_an_unverified_address_can_ask_for_a_verification_link(
+    console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
+) -> None:
+    """The account page marks an unverified email and `Send verification email` confirms the send."""
+    console_server.add_user("unverified@example.com")
+    page = signed_in(console_server, "unverified@example.com").new_page()
+    page.goto("/console/account")
+    expect(page.get_by_text("not verified")).to_be_visible()
+    page.get_by_role("button", name="Send verification email").click()
+    expect(page.get_by_role("status").filter(has_text="verification link")).to_be_visible()

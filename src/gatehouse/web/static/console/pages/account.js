@@ -1,7 +1,7 @@
 // My account: profile, password, sessions (this device marked), sign out everywhere,
 // second factor and browser notifications.
 
-import { call, client } from "../api.js";
+import { call, client, isMissingRoute } from "../api.js";
 import {
   busy, confirmDialog, describeError, field, h, messages, replace, table, time,
 } from "../dom.js";
@@ -46,7 +46,9 @@ function profileSection(profile, ctx) {
       h("dt", {}, "Member since"), h("dd", {}, time(profile.created_at))),
     field("Name", nameInput),
     msg.el,
-    h("div", {class: "actions"}, save));
+    h("div", {class: "actions"},
+      profile.email_verified === false ? verifyButton(msg) : null,
+      save));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     msg.clear();
@@ -61,6 +63,21 @@ function profileSection(profile, ctx) {
     });
   });
   return h("section", {"aria-labelledby": "profile-h"}, h("h2", {id: "profile-h"}, "Profile"), form);
+}
+
+/** Ask for a new verification link (POST /auth/email/verify-request, API.md §8). */
+function verifyButton(msg) {
+  const button = h("button", {type: "button", class: "secondary"}, "Send verification email");
+  button.addEventListener("click", () => busy(button, async () => {
+    msg.clear();
+    try {
+      await call("POST", "/api/v1/auth/email/verify-request");
+      msg.notice("A verification link is on its way to your inbox. It works once, for a limited time.");
+    } catch (error) {
+      msg.error(isMissingRoute(error) ? "This server does not offer email verification yet." : describeError(error));
+    }
+  }));
+  return button;
 }
 
 function passwordSection(email) {
