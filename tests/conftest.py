@@ -93,7 +93,8 @@ class PostgresDatabases:
             with engine.begin() as conn:
                 conn.execute(text(
                     "TRUNCATE users, sessions, refresh_tokens, api_keys, audit_events, "
-                    "token_not_before, push_subscriptions, email_links RESTART IDENTITY CASCADE"
+                    "token_not_before, push_subscriptions, email_links, user_mfa, mfa_recovery_codes "
+                    "RESTART IDENTITY CASCADE"
                 ))
             engine.dispose()
         return self.url

@@ -17,7 +17,7 @@ from gatehouse.api import cookies, openapi, problem
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
-from gatehouse.api.routes import admin, auth, docs, ops, push, recovery, users, web
+from gatehouse.api.routes import admin, auth, docs, mfa, ops, push, recovery, users, web
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
@@ -122,7 +122,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     _add_routes(app, ops.router, prefix="")
     for prefix, deprecated in (("/api/v1", False), ("/api", True)):
         routers = [auth.public, auth.router, recovery.router, users.router, admin.router,
-                   push.router, ops.client_errors]
+                   push.router, ops.client_errors, mfa.public, mfa.router, mfa.admin]
         if settings.signup == "open":
             routers.append(auth.signup)
         for router in routers:

@@ -10,6 +10,9 @@ from gatehouse.auth.access_tokens import AccessTokens
 from gatehouse.auth.apikeys import ApiKeyService
 from gatehouse.auth.jwks import KeyRing
 from gatehouse.auth.keys import ServerKeys
+from gatehouse.auth.mfa import MfaService
+from gatehouse.auth.mfa_challenge import MfaChallenges
+from gatehouse.auth.mfa_login import MfaLogin
 from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import Revocations
 from gatehouse.auth.sessions import SessionPolicy, SessionService
@@ -44,6 +47,8 @@ class Context:
     rate_limits: RateLimits
     mailer: Mailer
     recovery: Recovery
+    mfa: MfaService
+    mfa_login: MfaLogin
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -81,9 +86,10 @@ class Context:
             ip_ceiling=settings.login_ip_ceiling,
             ip_window=settings.login_ip_window,
         ))
+        challenges = MfaChallenges(kv, settings.mfa_token_ttl)
         sessions = SessionService(
             db=db, keys=server_keys, tokens=tokens, hasher=hasher, revocations=revocations,
-            throttle=throttle, metrics=metrics,
+            throttle=throttle, metrics=metrics, challenges=challenges,
             units=UnitRunner(engine, settings.database_url),
             policy=SessionPolicy(
                 require_verified_email=settings.require_verified_email,
@@ -100,11 +106,15 @@ class Context:
         rate_limits = RateLimits(settings, metrics)
         mailer = Mailer(settings, metrics)
         recovery = Recovery(db=db, accounts=accounts, mailer=mailer, settings=settings)
+        mfa = MfaService(db=db, keys=server_keys, throttle=throttle, cache=accounts.cache,
+                         issuer=settings.mfa_issuer)
+        mfa_login = MfaLogin(db=db, mfa=mfa, sessions=sessions, challenges=challenges)
         return cls(
             settings=settings, engine=engine, db=db, kv=kv, metrics=metrics, hasher=hasher,
             server_keys=server_keys, key_ring=key_ring, tokens=tokens, revocations=revocations,
             throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
-            rate_limits=rate_limits, mailer=mailer, recovery=recovery,
+            rate_limits=rate_limits, mailer=mailer, recovery=recovery, mfa=mfa,
+            mfa_login=mfa_login,
         )
 
     async def close(self) -> None:

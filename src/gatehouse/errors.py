@@ -14,7 +14,10 @@ maps them to a status and an RFC 9457 body; the CLI prints `detail`.
     │   ├── RefreshExpired               refresh_expired
     │   ├── RefreshReused                refresh_reused
     │   ├── ApiKeyInvalid                api_key_invalid
-    │   └── SignatureInvalid             signature_invalid
+    │   ├── SignatureInvalid             signature_invalid
+    │   ├── MfaRequired                  mfa_required  (carries `mfa_token`, `methods`)
+    │   ├── MfaInvalid                   mfa_invalid
+    │   └── MfaExpired                   mfa_expired
     ├── PermissionDenied                 forbidden
     │   ├── CsrfFailed                   csrf_failed
     │   ├── AccountDisabled              account_disabled
@@ -121,6 +124,41 @@ class SignatureInvalid(AuthenticationError):
     code = "signature_invalid"
     title = "Invalid request signature"
     default_detail = "The request signature is missing, wrong, stale or replayed."
+
+
+class MfaRequired(AuthenticationError):
+    """The password was right; the second factor is next (`POST /auth/login/mfa`)."""
+
+    code = "mfa_required"
+    title = "Second factor required"
+    default_detail = (
+        "Enter a code from your authenticator app or a recovery code to finish signing in."
+    )
+    METHODS: ClassVar[tuple[str, ...]] = ("totp", "recovery_code")
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__()
+        # Shown to the caller who just proved the password (single use, 5 minutes); never logged.
+        self.mfa_token = mfa_token
+        self.methods = list(self.METHODS)
+
+    def __str__(self) -> str:
+        return self.detail  # the token stays out of tracebacks and log lines
+
+
+class MfaInvalid(AuthenticationError):
+    code = "mfa_invalid"
+    title = "Invalid code"
+    default_detail = "The code is wrong or was already used; enter another code."
+
+
+class MfaExpired(AuthenticationError):
+    code = "mfa_expired"
+    title = "Sign-in step expired"
+    default_detail = (
+        "This sign-in step is unknown, used, older than 5 minutes or blocked after too many "
+        "wrong codes; sign in again."
+    )
 
 
 class PermissionDenied(GatehouseError):

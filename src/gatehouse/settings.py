@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     password_reset_ttl: int = Field(1800, ge=1, le=604_800, alias="PASSWORD_RESET_TTL")
     email_verify_ttl: int = Field(86_400, ge=1, le=2_592_000, alias="EMAIL_VERIFY_TTL")
     require_verified_email: bool = Field(False, alias="GATEHOUSE_REQUIRE_VERIFIED_EMAIL")
+    mfa_issuer: str = Field("Gatehouse", min_length=1, max_length=100, alias="MFA_ISSUER")
+    # Lifetime of an `mfa_token` (API.md §8: 5 minutes); lowered only by tests.
+    mfa_token_ttl: int = Field(300, ge=1, le=300, alias="GATEHOUSE_MFA_TOKEN_TTL")
     mail_retries: int = Field(5, ge=0, le=20, alias="GATEHOUSE_MAIL_RETRIES")
     mail_retry_base: float = Field(2.0, gt=0, le=600, alias="GATEHOUSE_MAIL_RETRY_BASE")
     mail_timeout: float = Field(20.0, gt=0, le=300, alias="GATEHOUSE_MAIL_TIMEOUT")

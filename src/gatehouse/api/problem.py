@@ -42,6 +42,11 @@ STATUS: dict[type[errors.GatehouseError], int] = {
 }
 
 
+# Answers of the login steps, not of a protected route: no WWW-Authenticate challenge.
+_LOGIN_ANSWERS = (errors.InvalidCredentials, errors.MfaRequired, errors.MfaInvalid,
+                  errors.MfaExpired)
+
+
 def status_of(error: errors.GatehouseError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
@@ -62,6 +67,9 @@ def problem_body(error: errors.GatehouseError, request_id: str | None) -> dict[s
         body["errors"] = error.errors
     if isinstance(error, errors.TooManyRequests | errors.ServiceUnavailable):
         body["retry_after"] = error.retry_after
+    if isinstance(error, errors.MfaRequired):
+        body["mfa_token"] = error.mfa_token
+        body["methods"] = error.methods
     return body
 
 
@@ -72,7 +80,7 @@ def problem_response(
     headers: dict[str, str] = {}
     if "retry_after" in body:
         headers["Retry-After"] = str(body["retry_after"])
-    if body["status"] == 401 and not isinstance(error, errors.InvalidCredentials):
+    if body["status"] == 401 and not isinstance(error, _LOGIN_ANSWERS):
         # RFC 6750 §3: say how to authenticate; name the error when a token was sent.
         headers["WWW-Authenticate"] = (
             'Bearer error="invalid_token"' if token_sent else 'Bearer realm="gatehouse"'

@@ -97,6 +97,29 @@ class EmailVerifyIn(Strict):
     token: LinkToken
 
 
+MfaCode = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class MfaCodeIn(Strict):
+    """A TOTP code (6 digits) or a recovery code (`xxxxx-xxxxx`, any case, hyphen optional)."""
+
+    code: MfaCode
+
+
+class MfaLoginIn(Strict):
+    mfa_token: Annotated[str, Field(min_length=1, max_length=128)]
+    code: MfaCode
+
+
+class TotpSetupOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
 class AdminUserPatch(Strict):
     name: Name | None = None
     roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] | None = None
@@ -134,6 +157,7 @@ class UserOut(BaseModel):
     disabled: bool
     created_at: str
     email_verified: bool
+    mfa_enabled: bool
 
 
 class TokenPairOut(BaseModel):

@@ -19,6 +19,7 @@ EVENT_TYPES = frozenset({
     "user.created", "user.updated", "user.role_changed", "user.disabled", "user.unlocked",
     "users.imported", "api_key.created", "api_key.revoked",
     "password.reset_requested", "password.reset", "email.verified",
+    "mfa.enabled", "mfa.disabled", "mfa.reset", "mfa.failure", "mfa.recovery_code_used",
 })
 
 

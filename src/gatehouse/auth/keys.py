@@ -23,6 +23,7 @@ class ServerKeys:
         self.csrf = self._derive("csrf")
         self.api_key_hash = self._derive("api-key-hash")
         self.device = self._derive("device-cookie")
+        self.mfa_recovery = self._derive("mfa-recovery-code")
         self._aead = AESGCM(self._derive("aead"))
 
     def _derive(self, purpose: str) -> bytes:

@@ -19,7 +19,7 @@ _RT, _S, _U = RefreshToken.__table__, Session.__table__, User.__table__
 _LOOKUP = (
     select(_RT.c.generation, _RT.c.superseded_at, _S.c.expires_at, _S.c.last_used_at,
            _S.c.revoked_at, _S.c.reuse_token_hash, _U.c.id, _U.c.email, _U.c.name, _U.c.roles,
-           _U.c.disabled, _U.c.created_at, _U.c.email_verified)
+           _U.c.disabled, _U.c.created_at, _U.c.email_verified, _U.c.mfa_enabled)
     # Outer join: a deleted user's revoked sessions remain, detached, and must still be found.
     .select_from(_RT.join(_S, _S.c.id == _RT.c.session_id)
                  .join(_U, _U.c.id == _S.c.user_id, isouter=True))

@@ -33,6 +33,7 @@ from gatehouse.audit.service import Actor, record
 from gatehouse.auth import refresh_units
 from gatehouse.auth.access_tokens import AccessTokens, uuid7, uuid7_ms
 from gatehouse.auth.keys import ServerKeys
+from gatehouse.auth.mfa_challenge import MfaChallenges
 from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import EVERYONE, Revocations, ms_of
 from gatehouse.auth.session_admin import SessionAdmin
@@ -42,6 +43,7 @@ from gatehouse.errors import (
     EmailUnverified,
     InvalidCredentials,
     LoginThrottled,
+    MfaRequired,
     RefreshExpired,
     RefreshInvalid,
     RefreshReused,
@@ -101,6 +103,7 @@ class SessionService(SessionAdmin):
         metrics: Metrics,
         policy: SessionPolicy,
         units: UnitRunner,
+        challenges: MfaChallenges,
     ) -> None:
         self.db = db
         self.units = units
@@ -112,6 +115,7 @@ class SessionService(SessionAdmin):
         self.metrics = metrics
         self.policy = policy
         self.idle_ttl = policy.idle_ttl
+        self.challenges = challenges
 
     # -- secrets --------------------------------------------------------------------
 
@@ -149,7 +153,9 @@ class SessionService(SessionAdmin):
             # pair while this one was being verified, it answers 429 too (no verdict).
             if user is None or not verification.ok:
                 await self.throttle.failed(email, ip, known_device=known)
-            elif user.disabled:
+            elif user.disabled or user.mfa_enabled:
+                # No verdict yet, so no reset of the counter. With MFA on only the second step
+                # resets it: else password, 4 wrong codes, password, ... would never lock.
                 await self.throttle.check(email, ip, known_device=known)
             else:
                 await self.throttle.succeeded(email, ip, known_device=known)
@@ -174,9 +180,18 @@ class SessionService(SessionAdmin):
             new_hash = await self.hasher.hash(password)
             async with self.db.begin() as db:
                 await set_password_hash(db, user.id, new_hash)
+        if user.mfa_enabled:
+            # The password is right but opens no session: the second step (auth/mfa_login.py)
+            # does, given the single-use mfa_token and a code (API.md §8).
+            self.metrics.logins.labels("mfa_required").inc()
+            raise MfaRequired(await self.challenges.issue(user.id, email))
         issued = await self._open_session(user, actor, auth_mode)
         self.metrics.logins.labels("success").inc()
         return issued
+
+    async def open_session(self, user: User, actor: Actor, auth_mode: str) -> IssuedTokens:
+        """A new session for `user`, whose every check (password, second factor) has passed."""
+        return await self._open_session(user, actor, auth_mode)
 
     async def _open_session(self, user: User, actor: Actor, auth_mode: str) -> IssuedTokens:
         now = datetime.now(UTC)
@@ -224,7 +239,7 @@ class SessionService(SessionAdmin):
                 raise SessionRevoked()  # its row is gone (restored database), revoke-all came after
             raise RefreshInvalid()
         (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
-         user_id, email, name, roles, disabled, created_at, email_verified) = row
+         user_id, email, name, roles, disabled, created_at, email_verified, mfa_enabled) = row
         if revoked_at is not None or disabled or user_id is None:
             if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
                 raise RefreshReused()
@@ -235,7 +250,8 @@ class SessionService(SessionAdmin):
         if now >= expires_at or now >= idle_end:
             raise RefreshExpired()
         user = User(id=user_id, email=email, name=name, roles=roles, disabled=disabled,
-                    created_at=created_at, email_verified=bool(email_verified))
+                    created_at=created_at, email_verified=bool(email_verified),
+                    mfa_enabled=bool(mfa_enabled))
         if superseded_at is None:
             rotated = await self._rotate(sid, token_hash, generation, secret, actor, now)
             # None: another racer rotated it between our read and our write (maybe more than

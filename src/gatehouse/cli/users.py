@@ -145,6 +145,19 @@ def unlock(email: str) -> None:
     out.print(f"{email} unlocked")
 
 
+@app.command("reset-mfa")
+def reset_mfa(email: str) -> None:
+    """Turn off a user's second factor (lost phone); they set it up again after signing in."""
+    async def work(ctx: Context) -> bool:
+        user = await _by_email(ctx, email)
+        await ctx.mfa.reset(user.id, CLI, holder=None)
+        return user.mfa_enabled
+
+    was_on = with_context(settings_or_exit(), work)
+    out.print(f"{email}: two-step verification turned off" if was_on
+              else f"{email}: two-step verification was not on; nothing to turn off")
+
+
 @app.command("import")
 def import_(
     file: Path = typer.Argument(..., help="JSON array or CSV (email,name,password_hash,roles)."),

@@ -44,9 +44,15 @@ class Metrics:
             "gatehouse_mail_sent_total", "Emails delivered or given up on", ["kind", "result"],
             registry=r,
         )
+        self.mfa = Counter(
+            "gatehouse_auth_mfa_total", "Second-factor attempts", ["result"], registry=r
+        )
         # Pre-create the label sets dashboards expect, so they read 0 rather than absent.
-        for result in ("success", "invalid_credentials", "throttled", "disabled", "unverified"):
+        for result in ("success", "invalid_credentials", "throttled", "disabled", "unverified",
+                       "mfa_required"):
             self.logins.labels(result)
+        for result in ("success", "invalid", "expired", "recovery_code"):
+            self.mfa.labels(result)
         for result in ("success", "grace", "expired", "invalid", "revoked", "reused"):
             self.refreshes.labels(result)
         for reason in ("logout", "logout_all", "password_change", "password_reset", "admin",

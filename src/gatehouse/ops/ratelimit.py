@@ -1,7 +1,7 @@
 """Per-IP rate limits (API.md §4) with the `limits` library, on the same backend as the KV store.
 
 Buckets: `api` (GATEHOUSE_RATE_LIMIT, every API route not listed below),
-`login`, `refresh`, `register` and `recovery` (password reset and email
+`login` (with its second step, `/auth/login/mfa`), `refresh`, `register` and `recovery` (password reset and email
 verification, API.md §8) (each its own bucket of GATEHOUSE_AUTH_RATE_LIMIT, not
 counted against `api`), and `client_errors`
 (GATEHOUSE_CLIENT_ERRORS_RATE_LIMIT). The middleware counts every `/api/...`
@@ -32,7 +32,8 @@ from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 
 SCOPES = ("api", "login", "refresh", "register", "recovery", "client_errors")
-_OWN_BUCKETS = {"/auth/login": "login", "/auth/refresh": "refresh", "/auth/register": "register",
+_OWN_BUCKETS = {"/auth/login": "login", "/auth/login/mfa": "login", "/auth/refresh": "refresh",
+                "/auth/register": "register",
                 "/auth/password/forgot": "recovery", "/auth/password/reset": "recovery",
                 "/auth/email/verify-request": "recovery", "/auth/email/verify": "recovery",
                 "/client-errors": "client_errors"}

@@ -29,6 +29,7 @@ def public_user(user: User) -> dict[str, Any]:
         "disabled": user.disabled,
         "created_at": rfc3339(user.created_at),
         "email_verified": bool(user.email_verified),
+        "mfa_enabled": bool(user.mfa_enabled),
     }
 
 
@@ -95,7 +96,7 @@ async def create_user(
     user = User(
         id=str(uuid.uuid4()), email=email, name=name, password_hash=password_hash,
         roles=check_roles(roles), disabled=False, created_at=now, updated_at=now,
-        roles_changed_at=None, email_verified=email_verified,
+        roles_changed_at=None, email_verified=email_verified, mfa_enabled=False,
     )
     if await find_by_email(db, email) is not None:
         raise Conflict("A user with this email already exists.")

@@ -47,7 +47,7 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _cookie_mode(request: Request) -> bool:
+def cookie_mode_of(request: Request) -> bool:
     return request.headers.get("x-auth-mode", "").lower() == "cookie"
 
 
@@ -100,21 +100,32 @@ def _set_device_cookie(response: Response, ctx: Context, user_id: str) -> None:
                         httponly=True, samesite="strict")
 
 
-@public.post("/auth/login", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
-async def login(body: LoginIn, request: Request, ctx: Ctx) -> JSONResponse:
-    """Password login. `X-Auth-Mode: cookie` answers with cookies instead of tokens."""
-    cookie_mode = _cookie_mode(request)
-    if cookie_mode:
-        check_origin(request, ctx)  # no login CSRF from foreign sites
-    # Forged, foreign or expired device cookies vouch for nobody: ignored, never an error.
-    device_user_id = _device_cookies(ctx).user_of(request.cookies.get(devices.COOKIE))
-    issued = await ctx.sessions.login(
-        body.email, body.password, actor_of(request),
-        auth_mode="cookie" if cookie_mode else "token", device_user_id=device_user_id,
-    )
+def device_user_of(request: Request, ctx: Context) -> str | None:
+    """Whom the `gh_device` cookie vouches for; forged, foreign or expired ones for nobody."""
+    return _device_cookies(ctx).user_of(request.cookies.get(devices.COOKIE))
+
+
+def login_answer(ctx: Context, issued: IssuedTokens, cookie_mode: bool) -> JSONResponse:
+    """What a sign-in answers, with a password alone or with the second factor (API.md §8)."""
     response = _answer(ctx, issued, cookie_mode)
     _set_device_cookie(response, ctx, issued.user.id)
     return response
+
+
+@public.post("/auth/login", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)
+async def login(body: LoginIn, request: Request, ctx: Ctx) -> JSONResponse:
+    """Password login. `X-Auth-Mode: cookie` answers with cookies instead of tokens.
+
+    With the second factor on, a right password answers 401 `mfa_required` with an
+    `mfa_token` for `POST /auth/login/mfa`, and opens no session."""
+    cookie_mode = cookie_mode_of(request)
+    if cookie_mode:
+        check_origin(request, ctx)  # no login CSRF from foreign sites
+    issued = await ctx.sessions.login(
+        body.email, body.password, actor_of(request),
+        auth_mode="cookie" if cookie_mode else "token", device_user_id=device_user_of(request, ctx),
+    )
+    return login_answer(ctx, issued, cookie_mode)
 
 
 @public.post("/auth/refresh", response_model=TokenPairOut | CookieLoginOut, responses=_ANSWERS)

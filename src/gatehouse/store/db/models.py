@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -75,6 +76,8 @@ class User(Base):
     email_verified: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The TOTP second factor is on (migration 0006); its secret is in `user_mfa`.
+    mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Session(Base):
@@ -127,6 +130,35 @@ class EmailLink(Base):
     password_fp: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
+class UserMfa(Base):
+    """A user's TOTP secret and a pending one awaiting confirmation, both AES-GCM encrypted
+    under a key derived from ENCRYPTION_KEY; `last_used_step` is the newest accepted 30 s
+    step, so a code is accepted at most once (migration 0006)."""
+
+    __tablename__ = "user_mfa"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    pending_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    last_used_step: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime]
+    enabled_at: Mapped[datetime | None]
+
+
+class MfaRecoveryCode(Base):
+    """A single-use recovery code, by keyed hash (HMAC-SHA256) of its normalised form."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
 
