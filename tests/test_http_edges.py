@@ -176,13 +176,14 @@ def _raw_http(port: int, request: bytes) -> bytes:
 def test_real_server_answers_odd_paths_and_huge_headers_with_problem_json(make_server: Any) -> None:
     """Through `gatehouse serve` and a raw socket: `/api/%0d%0a` gets an answer (it got none),
     `/api/%E2%82%AC` a 404 problem+json (a plain-text 500 before), what the HTTP parser refuses
-    (a raw 0xFF byte, a 100 KB target) a 400 problem+json (plain text from uvicorn before), and
-    a 20 KB Cookie 431."""
+    (a raw 0xFF byte) a 400 problem+json (plain text from uvicorn before), a 20 KB Cookie and an
+    8 MB header (cut off unbuffered) 431."""
     server = make_server()
     for target, status, code in (
         (b"/api/%0d%0a", b"404", "not_found"), (b"/api/%E2%82%AC", b"404", "not_found"),
         (b"/api/v1/%ff", b"404", "not_found"), (b"/api/\xff", b"400", "bad_request"),
-        (b"/api/" + b"a" * 100_000, b"400", "bad_request"),
+        (b"/api/" + b"a" * 60_000, b"404", "not_found"),
+        (b"/api/" + b"a" * 100_000, b"431", "headers_too_large"),  # the request line counts
     ):
         answer = _raw_http(server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
                                         b"Connection: close\r\n\r\n")
@@ -199,6 +200,13 @@ def test_real_server_answers_odd_paths_and_huge_headers_with_problem_json(make_s
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431"), answer[:300]
     assert json.loads(body)["code"] == "headers_too_large"
+    flood = b"X-Flood: " + b"a" * 8_000_000 + b"\r\n"  # past the ceiling: never buffered whole
+    started = time.perf_counter()
+    answer = _raw_http(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + flood + b"\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), answer[:300]
+    assert json.loads(body)["code"] == "headers_too_large" and b"x-request-id: " in head.lower()
+    assert time.perf_counter() - started < 5
     head_answer = _raw_http(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
                                          b"Connection: close\r\n\r\n")
     assert head_answer.startswith(b"HTTP/1.1 200") and head_answer.endswith(b"\r\n\r\n")
