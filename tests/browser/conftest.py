@@ -70,7 +70,7 @@ class BrowserServer(Server):
                     "DATABASE_URL": self.database_url, **BROWSER_ENV, **env}
 
     def add_user(self, email: str, roles: list[str] | None = None, password: str = PASSWORD,
-                 name: str | None = None) -> dict[str, Any]:
+                 name: str | None = None, email_verified: bool = False) -> dict[str, Any]:
         """Create a user straight in the server's database (as `gatehouse users create` would)."""
 
         async def create() -> dict[str, Any]:
@@ -79,7 +79,7 @@ class BrowserServer(Server):
             try:
                 user = await ctx.accounts.create(
                     email=email, password=password, name=name or email.split("@")[0].title(),
-                    roles=roles or ["user"], actor=CLI)
+                    roles=roles or ["user"], actor=CLI, email_verified=email_verified)
             finally:
                 await ctx.close()
             return {"id": str(user.id), "email": email}

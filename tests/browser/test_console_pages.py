@@ -39,7 +39,7 @@ SIGNED_IN_PAGES = [
 @pytest.fixture(scope="module")
 def tour_server(console_server: BrowserServer) -> BrowserServer:
     """A server with some data on every page: users, an API key, audit events, a client error."""
-    console_server.add_user("root@example.com", ["admin"], name="Ada Admin")
+    console_server.add_user("root@example.com", ["admin"], name="Ada Admin", email_verified=True)
     for email, roles in [("olivia@example.com", ["operator"]), ("sam@example.com", ["support"]),
                          ("uma@example.com", ["user"])]:
         console_server.add_user(email, roles)
