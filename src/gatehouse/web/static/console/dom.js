@@ -128,6 +128,14 @@ export function time(iso) {
   }));
 }
 
+/** A calendar date in the reader's locale (for things like "member since"). */
+export function date(iso) {
+  const value = new Date(iso);
+  if (!iso || Number.isNaN(value.getTime())) return h("span", {class: "muted"}, "unknown");
+  return h("time", {datetime: iso, title: iso},
+    value.toLocaleDateString(undefined, {year: "numeric", month: "long", day: "numeric"}));
+}
+
 /**
  * A modal dialog (native `<dialog>`: role "dialog", focus kept inside, Escape closes).
  * `build(close)` returns the body; resolves with what `close(value)` was given.

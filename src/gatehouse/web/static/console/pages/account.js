@@ -3,7 +3,7 @@
 
 import { call, client, isMissingRoute } from "../api.js";
 import {
-  busy, confirmDialog, describeError, field, h, messages, replace, table, time,
+  busy, confirmDialog, date, describeError, field, h, messages, replace, table, time,
 } from "../dom.js";
 import { renderSecondFactor } from "./account-mfa.js";
 import { renderNotifications } from "./account-push.js";
@@ -43,7 +43,7 @@ function profileSection(profile, ctx) {
       h("dt", {}, "Email"), h("dd", {}, profile.email,
         profile.email_verified === false ? h("span", {class: "badge warn"}, "not verified") : null),
       h("dt", {}, "Roles"), h("dd", {}, (profile.roles || []).join(", ") || "none"),
-      h("dt", {}, "Member since"), h("dd", {}, time(profile.created_at))),
+      h("dt", {}, "Member since"), h("dd", {}, date(profile.created_at))),
     field("Name", nameInput),
     msg.el,
     h("div", {class: "actions"},
