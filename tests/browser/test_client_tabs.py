@@ -15,13 +15,17 @@ twice), while zero requests failed (no token was left to expire unrefreshed unde
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Request, Route
+from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.browser.conftest import BrowserServer
@@ -31,6 +35,7 @@ TTL = 3  # seconds an access token lives
 METRICS_TOKEN = "metrics-token-for-client-tab-tests"
 SERVER_ENV = {"ACCESS_TOKEN_TTL": str(TTL), "GATEHOUSE_RATE_LIMITS": "off",
               "GATEHOUSE_METRICS_TOKEN": METRICS_TOKEN}
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "browser.md"
 EMAIL = "tabs@example.com"
 TAB_PATH = "/__client-tab"
 REFRESH = "/api/v1/auth/refresh"
@@ -104,10 +109,42 @@ class RefreshLog:
         return sorted(out)
 
 
+class AppPages(BaseHTTPRequestHandler):
+    """Another web app's origin on loopback: answers every GET with `page` (set by a test).
+
+    A real server, not a Playwright route: Chromium lets a page reach the loopback service
+    only from a loopback page (Local Network Access), and a routed page has no address."""
+
+    page = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.page)))
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
 @pytest.fixture(scope="module")
-def tab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
-    """One server for the module (starting one costs seconds); tests compare counters."""
-    server = BrowserServer(tmp_path_factory.mktemp("client-tabs"), SERVER_ENV).start()
+def app_origin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AppPages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def tab_server(tmp_path_factory: pytest.TempPathFactory,
+               app_origin: str) -> Iterator[BrowserServer]:
+    """One server for the module (starting one costs seconds); tests compare counters.
+    CORS_ORIGINS lists the other app's origin, as docs/browser.md says."""
+    server = BrowserServer(tmp_path_factory.mktemp("client-tabs"),
+                           {**SERVER_ENV, "CORS_ORIGINS": app_origin}).start()
     server.add_user(EMAIL)
     yield server
     server.stop()
@@ -288,3 +325,31 @@ def test_forbidden_and_a_server_restart_never_sign_out(
     counts = refresh_counts(tab_server)  # the new process counts from zero
     assert counts["success"] >= 1 and counts["reused"] == 0, counts
 
+
+
+def test_the_guides_example_page_signs_in_from_another_origin(
+    tab_server: BrowserServer, app_origin: str, new_context: Callable[..., BrowserContext]
+) -> None:
+    """docs/browser.md's complete page, on an origin in CORS_ORIGINS: sign in, reload, sign out."""
+    blocks = re.findall(r"```html\n(<!doctype html>.*?)```", GUIDE.read_text(), re.S)
+    assert len(blocks) == 1
+    AppPages.page = blocks[0].replace("http://127.0.0.1:8000", tab_server.url).encode()
+    page = new_context(tab_server).new_page()
+    page.goto(f"{app_origin}/app.html")
+    notice = page.get_by_role("status")
+
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(notice).not_to_be_empty(timeout=10_000)
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(f"Signed in as {EMAIL}.")).to_be_visible(timeout=10_000)
+    page.reload()  # the session is in sessionStorage: restore() finds it
+    expect(page.get_by_text(f"Signed in as {EMAIL}.")).to_be_visible(timeout=10_000)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(notice).to_have_text("You are signed out.", timeout=10_000)
+    expect(page.get_by_label("Email")).to_be_visible()

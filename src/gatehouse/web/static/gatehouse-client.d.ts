@@ -79,7 +79,7 @@ export interface Hooks {
 
 /** What `retry` accepts: a number is the limit; `false` or 0 turns retries off. */
 export interface RetryOptions {
-  /** Retries after the first try (default 4). */
+  /** Retries after the first try (default 10; `maxTotal` usually ends them first). */
   limit?: number;
   /** Methods retried (default GET, HEAD, OPTIONS, PUT, DELETE). */
   methods?: string[];
@@ -131,7 +131,7 @@ export interface ClientOptions {
    * that fails is not reported: it is tried again, and the request that needs it reports.
    */
   onError?: (error: GatehouseError | unknown) => void;
-  /** Retries of idempotent requests (default `{limit: 4, maxTotal: 30000}`). */
+  /** Retries of idempotent requests (default `{limit: 10, maxTotal: 30000}`). */
   retry?: number | false | RetryOptions;
   /** ms one try may take before it fails with code `timeout` (default 30000). */
   timeout?: number;

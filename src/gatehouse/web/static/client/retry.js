@@ -24,7 +24,7 @@ export function normalizeRetry(option) {
     : option === false ? { limit: 0 }
     : (option && typeof option === "object") ? option : {};
   return {
-    limit: given.limit ?? 4,
+    limit: given.limit ?? 10,
     methods: new Set((given.methods ?? RETRY_METHODS).map((/** @type {string} */ m) => m.toUpperCase())),
     statuses: new Set(given.statusCodes ?? RETRY_STATUSES),
     backoff: given.backoff ?? 300,
