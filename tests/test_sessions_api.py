@@ -32,7 +32,9 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indire
 P = "/api/v1"
 TOKEN_PAIR_KEYS = {"access_token", "token_type", "expires_in", "refresh_token",
                    "refresh_expires_in", "session_id", "user"}
-USER_KEYS = {"id", "email", "name", "roles", "disabled", "created_at"}
+# API.md §4 `User` (email_verified and mfa_enabled came with §8).
+USER_KEYS = {"id", "email", "name", "roles", "disabled", "created_at", "email_verified",
+             "mfa_enabled"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
