@@ -434,7 +434,7 @@ def test_cache_clear_without_redis_says_there_is_nothing_to_clear(tmp_path: Path
 async def test_cache_clear_with_redis_deletes_only_gatehouse_counters(database_url: str) -> None:
     """With Redis, `cache clear` deletes Gatehouse's counters and leaves every other key of a
     shared Redis alone (never FLUSHDB)."""
-    kv = RedisKV(REDIS_URL)
+    kv = RedisKV(REDIS_URL, "gh:")  # the default GATEHOUSE_REDIS_PREFIX
     try:
         await kv.set("lf:alice@example.com:203.0.113.7", "3")
         await kv.set("LIMITS:LIMITER/ip/1/minute", "9")

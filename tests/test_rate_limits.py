@@ -418,7 +418,7 @@ async def test_redis_backend_shares_buckets_between_instances(
         assert (await other.get(PROFILE)).status_code == 401
     keys = Redis.from_url(REDIS_URL)
     try:
-        stored = cast(list[bytes], keys.keys("LIMITS*"))
+        stored = cast(list[bytes], keys.keys("gh:LIMITS*"))  # under GATEHOUSE_REDIS_PREFIX
         assert any(b"10.7.0.1" in key for key in stored)
     finally:
         keys.close()

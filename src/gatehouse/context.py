@@ -56,7 +56,7 @@ class Context:
         assert settings.encryption_key is not None
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         db = create_sessionmaker(engine)
-        kv = create_kv(settings.redis_url)
+        kv = create_kv(settings.redis_url, settings.redis_prefix)
         metrics = Metrics()
         hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,

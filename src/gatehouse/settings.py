@@ -49,6 +49,11 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///./gatehouse.db", alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    # Every Redis key starts with it, so one Redis serves several deployments.
+    redis_prefix: str = Field("gh:", max_length=64, alias="GATEHOUSE_REDIS_PREFIX")
+    # Redis unreachable: `local` counts rate limits and throttles per process; `deny` answers
+    # 503 on the routes whose brute-force protection needs them.
+    cache_fallback: Literal["local", "deny"] = Field("local", alias="GATEHOUSE_CACHE_FALLBACK")
     jwt_secret: SecretStr | None = Field(None, alias="JWT_SECRET")
     encryption_key: SecretStr | None = Field(None, alias="ENCRYPTION_KEY")
 
@@ -131,12 +136,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65_536, ge=1024, alias="GATEHOUSE_MAX_BODY_BYTES")
     max_header_bytes: int = Field(16_384, ge=4096, le=1_048_576, alias="GATEHOUSE_MAX_HEADER_BYTES")
     db_pool_size: int = Field(20, ge=1, le=200, alias="GATEHOUSE_DB_POOL_SIZE")
+    db_pool_timeout: float = Field(5, gt=0, le=300, alias="GATEHOUSE_DB_POOL_TIMEOUT")
+    db_statement_timeout: float = Field(10, gt=0, le=3600, alias="GATEHOUSE_DB_STATEMENT_TIMEOUT")
     retry_after_seconds: int = Field(5, ge=1, le=300, alias="GATEHOUSE_RETRY_AFTER")
 
     # Set by `serve --dev` only: allows generated secrets and relaxes nothing else.
     dev: bool = Field(False, alias="GATEHOUSE_DEV")
 
-    @field_validator("log_level", "signup", "rate_limits", "console", mode="before")
+    @field_validator("log_level", "signup", "rate_limits", "console", "cache_fallback",
+                     mode="before")
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -162,6 +170,14 @@ class Settings(BaseSettings):
         assert value is not None
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be redis://HOST:PORT/DB or rediss://...")
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _redis_prefix(cls, value: str) -> str:
+        # SCAN MATCH patterns treat these specially; spaces and control bytes make unreadable keys.
+        if any(c in "*?[]\\" or not c.isprintable() or c.isspace() for c in value):
+            raise ValueError("letters, digits and punctuation only (no spaces, no * ? [ ] \\)")
         return value
 
     @field_validator("jwt_secret")

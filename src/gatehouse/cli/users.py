@@ -212,7 +212,9 @@ def revoke_all(user: str = typer.Option(None, "--user", help="Only this user's (
 
 
 # Gatehouse's own keys in Redis (throttle, lockout, replay memory, the limits library's
-# counters): the only ones `cache clear` deletes, never the rest of a shared Redis.
+# counters): the only ones `cache clear` deletes, each under GATEHOUSE_REDIS_PREFIX (the
+# key-value store adds it; SCAN MATCH, never FLUSHDB), so another deployment's keys and the
+# rest of a shared Redis stay.
 CLEARED_PREFIXES = ("lf:", "ll:", "le:", "li:", "sig:", "LIMITS:")
 
 

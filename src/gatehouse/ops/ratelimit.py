@@ -40,15 +40,19 @@ _OWN_BUCKETS = {"/auth/login": "login", "/auth/login/mfa": "login", "/auth/refre
 log = structlog.get_logger("gatehouse.ratelimit")
 
 
-def _storage(redis_url: str | None) -> Storage:
-    """The limiter's storage: the Redis behind REDIS_URL (shared by every instance), else memory."""
+def _storage(redis_url: str | None, prefix: str = "") -> Storage:
+    """The limiter's storage: the Redis behind REDIS_URL (shared by every instance), else memory.
+
+    Its keys are `<GATEHOUSE_REDIS_PREFIX>LIMITS:...`, under the deployment's prefix like
+    every other Gatehouse key.
+    """
     if not redis_url:
         return MemoryStorage()
     # limits' own URL scheme: "async+redis://...", "async+rediss://...", "async+redis+unix://...".
     uri = "async+redis+" + redis_url if redis_url.startswith("unix:") else "async+" + redis_url
     # redis-py is already a dependency (the key-value store); limits defaults to coredis.
     return RedisStorage(uri, implementation="redispy", wrap_exceptions=True,
-                        socket_timeout=2, socket_connect_timeout=2)
+                        key_prefix=f"{prefix}LIMITS", socket_timeout=2, socket_connect_timeout=2)
 
 
 def bucket_for(method: str, path: str) -> str | None:
@@ -64,7 +68,7 @@ class RateLimits:
         self.enabled = settings.rate_limits_enabled
         self.metrics = metrics
         self.retry_after = settings.retry_after_seconds
-        self.storage = _storage(settings.redis_url)
+        self.storage = _storage(settings.redis_url, settings.redis_prefix)
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, list[RateLimitItem]] = {
             "api": parse_many(settings.rate_limit),

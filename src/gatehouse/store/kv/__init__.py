@@ -6,11 +6,11 @@ from gatehouse.store.kv.memory import MemoryKV
 from gatehouse.store.kv.protocol import KeyValueStore
 
 
-def create_kv(redis_url: str | None) -> KeyValueStore:
+def create_kv(redis_url: str | None, prefix: str = "") -> KeyValueStore:
     if redis_url:
         from gatehouse.store.kv.redis import RedisKV
 
-        return RedisKV(redis_url)
+        return RedisKV(redis_url, prefix)
     return MemoryKV()
 
 

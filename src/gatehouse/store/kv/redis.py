@@ -1,4 +1,9 @@
-"""Redis key-value store: shared by every process and host (redis-py asyncio)."""
+"""Redis key-value store: shared by every process and host (redis-py asyncio).
+
+Every key is stored under `prefix` (GATEHOUSE_REDIS_PREFIX): callers name keys
+without it, and `delete_prefix` never reaches past it, so deployments sharing
+one Redis never see, count or delete each other's keys.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ return v
 """
 
 
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -21,43 +30,47 @@ def _ms(ttl: float) -> int:
 class RedisKV:
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "") -> None:
         self.url = url
+        self.prefix = prefix
         self._redis: Redis = Redis.from_url(
             url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
         self._incr = self._redis.register_script(_INCR)
 
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
     async def get(self, key: str) -> str | None:
-        value: str | None = await self._redis.get(key)
+        value: str | None = await self._redis.get(self._k(key))
         return value
 
     async def get_many(self, keys: list[str]) -> list[str | None]:
         if not keys:
             return []
-        values: list[str | None] = await self._redis.mget(keys)
+        values: list[str | None] = await self._redis.mget([self._k(k) for k in keys])
         return values
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        await self._redis.set(key, value, px=None if ttl is None else _ms(ttl))
+        await self._redis.set(self._k(key), value, px=None if ttl is None else _ms(ttl))
 
     async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
-        return bool(await self._redis.set(key, value, px=_ms(ttl), nx=True))
+        return bool(await self._redis.set(self._k(key), value, px=_ms(ttl), nx=True))
 
     async def delete(self, *keys: str) -> None:
         if keys:
-            await self._redis.delete(*keys)
+            await self._redis.delete(*(self._k(k) for k in keys))
 
     async def incr(self, key: str, ttl: float) -> int:
-        return int(await self._incr(keys=[key], args=[_ms(ttl)]))
+        return int(await self._incr(keys=[self._k(key)], args=[_ms(ttl)]))
 
     async def ttl(self, key: str) -> float | None:
-        ms = int(await self._redis.pttl(key))
+        ms = int(await self._redis.pttl(self._k(key)))
         return None if ms < 0 else ms / 1000
 
     async def delete_prefix(self, prefix: str) -> int:
         count = 0
-        async for key in self._redis.scan_iter(match=prefix.replace("*", r"\*") + "*", count=500):
+        async for key in self._redis.scan_iter(match=_glob_escape(self._k(prefix)) + "*", count=500):
             count += int(await self._redis.delete(key))
         return count
 
