@@ -3,7 +3,11 @@ sessions across tabs, the error boundary, admin flows, permissions."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -391,10 +395,78 @@ def test_a_csp_violation_would_be_reported(
 def test_an_unverified_address_can_ask_for_a_verification_link(
     console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
 ) -> None:
-    """The account page marks an unverified email and `Send verification email` confirms the send."""
+    """An unverified email is marked, and `Send verification email` confirms the send."""
     console_server.add_user("unverified@example.com")
     page = signed_in(console_server, "unverified@example.com").new_page()
     page.goto("/console/account")
     expect(page.get_by_text("not verified")).to_be_visible()
     page.get_by_role("button", name="Send verification email").click()
     expect(page.get_by_role("status").filter(has_text="verification link")).to_be_visible()
+
+
+def totp(secret: str, at: float) -> str:
+    """RFC 6238 code (SHA-1, 6 digits, 30 s) for `at`, as an authenticator app shows it."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(at // 30)), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+def enable_mfa(server: BrowserServer, email: str) -> str:
+    """Turn on TOTP for `email` through the API; the secret its authenticator app would hold."""
+    headers = api_login(server, email)
+    setup = httpx.post(f"{server.url}/api/v1/auth/mfa/totp/setup", headers=headers)
+    assert setup.status_code == 200, setup.text
+    secret: str = setup.json()["secret"]
+    confirm = httpx.post(f"{server.url}/api/v1/auth/mfa/totp/confirm", headers=headers,
+                         json={"code": totp(secret, time.time())})
+    assert confirm.status_code == 200, confirm.text
+    return secret
+
+
+def test_second_factor_step_asks_for_the_code_and_explains_a_wrong_one(
+    console_server: BrowserServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    """With MFA on, the password leads to `Authentication code` + `Verify`; a wrong code says so."""
+    console_server.add_user("mfa@example.com")
+    secret = enable_mfa(console_server, "mfa@example.com")
+
+    context = new_context(console_server)
+    page = context.new_page()
+    page.goto("/console/")
+    sign_in(page, "mfa@example.com")
+    code = page.get_by_label("Authentication code")
+    expect(code).to_be_focused()
+    wrong = "000000" if totp(secret, time.time()) != "000000" else "111111"
+    code.fill(wrong)
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("alert").filter(has_text=re.compile("."))).to_contain_text(
+        "That code is not right")
+    page.get_by_label("Authentication code").fill(totp(secret, time.time() + 30))
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Account")
+    expect(page.get_by_text("Status: On")).to_be_visible()
+
+
+def test_admin_resets_a_users_second_factor(
+    console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
+) -> None:
+    """Users → Manage → `Reset two-step verification` (confirmed) turns the user's MFA off."""
+    console_server.add_user("mfa-admin@example.com", ["admin"])
+    console_server.add_user("lost-phone@example.com")
+    enable_mfa(console_server, "lost-phone@example.com")
+    context = signed_in(console_server, "mfa-admin@example.com")
+    page = context.new_page()
+    page.goto("/console/admin/users")
+    page.get_by_label("Search users").fill("lost-phone")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.get_by_role("button", name="Manage lost-phone@example.com").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Reset two-step verification").click()
+    page.get_by_role("dialog", name=re.compile("^Reset two-step")).get_by_role(
+        "button", name="Reset two-step verification").click()
+    expect(dialog.get_by_role("status")).to_contain_text("Two-step verification is off")
+    r = httpx.post(f"{console_server.url}/api/v1/auth/login",
+                   json={"email": "lost-phone@example.com", "password": PASSWORD})
+    assert r.status_code == 200, r.text  # the password alone signs in again
+    assert no_problems(context) == []
