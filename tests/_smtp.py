@@ -62,6 +62,7 @@ class Inbox:
         self.messages: list[EmailMessage] = []
         self.delay = delay
         self.auth_seen: list[str] = []
+        self.open_connections = 0
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.delay:
@@ -93,6 +94,33 @@ def _authenticator(inbox: Inbox) -> Any:
     return check
 
 
+class _TrackedSMTP(SMTPServer):
+    """aiosmtpd's protocol, counting the open connections (so `stop` can wait them out)."""
+
+    def __init__(self, inbox: Inbox, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inbox = inbox
+
+    def connection_made(self, transport: Any) -> None:
+        if not getattr(self, "_counted", False):  # STARTTLS calls it again, on the TLS layer
+            self._counted = True
+            self._inbox.open_connections += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self._inbox.open_connections -= 1
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTPServer:
+        inbox = self.handler
+        assert isinstance(inbox, Inbox)
+        return _TrackedSMTP(inbox, self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     """One aiosmtpd server; `url` is the SMTP_URL that reaches it (with the credentials)."""
 
@@ -110,12 +138,14 @@ class SmtpServer:
             "authenticator": _authenticator(self.inbox), "auth_require_tls": True,
         }
         if implicit_tls:
-            self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port,
-                                         ssl_context=context, server_hostname="localhost",
+            # aiosmtpd only counts STARTTLS as TLS; here the whole connection is TLS.
+            kwargs["auth_require_tls"] = False
+            self.controller = _Controller(self.inbox, hostname="127.0.0.1", port=port,
+                                          ssl_context=context, server_hostname="localhost",
                                          **kwargs)
         else:
-            self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port,
-                                         tls_context=context, require_starttls=True, **kwargs)
+            self.controller = _Controller(self.inbox, hostname="127.0.0.1", port=port,
+                                          tls_context=context, require_starttls=True, **kwargs)
 
     @property
     def url(self) -> str:
@@ -127,6 +157,10 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
+        """Stop once the clients have hung up (at most 5 s): no connection is left unclosed."""
+        deadline = time.monotonic() + 5
+        while self.inbox.open_connections > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.controller.stop()
 
 

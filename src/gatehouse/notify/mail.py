@@ -110,22 +110,26 @@ def _describe(target: SmtpTarget, exc: BaseException) -> str:
     return target.scrub(f"{type(exc).__name__}: {text}")
 
 
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely; the message is already accepted, so a failing QUIT changes nothing."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+
+
 async def smtp_send(target: SmtpTarget, msg: EmailMessage, *, timeout: float) -> str:
     """Deliver one message; the server's answer to DATA. MailError on any failure."""
     client = _client(target, timeout)
     try:
         async with asyncio.timeout(timeout * 3):
             await client.connect()
-            try:
-                refused, answer = await client.send_message(msg)
-            finally:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                    client.close()
+            refused, answer = await client.send_message(msg)
+            await _quit(client)
     except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
-        client.close()
         raise MailError(_describe(target, exc)) from None
+    finally:
+        client.close()  # also when cancelled (the app stopping): no socket left open
     if refused:
         raise MailError("recipient refused: " + "; ".join(str(r) for r in refused.values()))
     return answer
@@ -137,12 +141,13 @@ async def smtp_handshake(target: SmtpTarget, *, timeout: float) -> str:
     try:
         async with asyncio.timeout(timeout * 3):
             greeting = await client.connect()
-            tls = "TLS" if client.is_connected and client.get_transport_info("sslcontext") else "plain"
+            tls = "TLS" if client.get_transport_info("sslcontext") else "plain"
             authenticated = bool(target.username)
-            await client.quit()
+            await _quit(client)
     except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
-        client.close()
         raise MailError(_describe(target, exc)) from None
+    finally:
+        client.close()
     auth = ", authenticated" if authenticated else ""
     return target.scrub(f"{greeting.code} {greeting.message.splitlines()[0] if greeting.message else ''}"
                         f" ({tls}{auth})").strip()
