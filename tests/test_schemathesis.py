@@ -56,6 +56,8 @@ SEMANTIC_422 = {
     # addresses at reserved names (.test, .local, localhost) cannot receive mail: stricter than
     # JSON Schema's `email` format
     "POST /api/v1/auth/password/forgot", "POST /api/v1/auth/email/verify-request",
+    # the code must match the secret of the pending setup (422 otherwise)
+    "POST /api/v1/auth/mfa/totp/confirm",
     # link tokens are opaque: only ones the service mailed are valid (400 link_invalid)
     "POST /api/v1/auth/password/reset", "POST /api/v1/auth/email/verify",
 }
@@ -143,7 +145,7 @@ def _check_operation(app: Any, token: str, label: str, mode: GenerationMode) -> 
     assert operation is not None, label
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=10, **SETTINGS)
+    @settings(max_examples=8, **SETTINGS)
     def check(case: Any) -> None:
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
                                excluded_checks=_excluded(label))
@@ -192,5 +194,5 @@ def test_linked_call_sequences_conform_to_the_openapi_schema(admin_app: tuple[An
 
     # No shrinking: scenarios share the database, so a replayed prefix can take another path
     # (Hypothesis then reports a flaky strategy instead of the failure it found).
-    # 30 scenarios of up to 6 calls in CI (400 were run once while fixing what they found).
-    Scenarios.run(settings=settings(max_examples=30, stateful_step_count=6, **SETTINGS))
+    # 25 scenarios of up to 6 calls in CI (400 were run once while fixing what they found).
+    Scenarios.run(settings=settings(max_examples=25, stateful_step_count=6, **SETTINGS))
