@@ -36,3 +36,15 @@ async def test_reported_url_is_logged_without_query_fragment_or_credentials(
         "https://app.example.com/reset", None,
     ]
     assert [s for s in SECRETS if s in out] == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_each_report_is_counted_in_the_client_errors_metric(app: Any, ctx: Any) -> None:
+    """Every accepted report adds one to gatehouse_client_errors_total (API.md §7, §9)."""
+    async with asgi_client(app) as client:
+        for _ in range(3):
+            r = await client.post("/api/v1/client-errors", json={"message": "boom"})
+            assert r.status_code == 202
+    rendered = ctx.metrics.render().decode()
+    assert "gatehouse_client_errors_total 3.0" in rendered

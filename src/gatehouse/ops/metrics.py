@@ -6,7 +6,7 @@ not share counters; `/metrics` renders that registry.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -40,12 +40,19 @@ class Metrics:
             "gatehouse_dependency_errors_total", "Failures talking to a dependency",
             ["dependency"], registry=r,
         )
+        self.cache_fallback_active = Gauge(
+            "gatehouse_cache_fallback_active",
+            "1 while Redis is unreachable and the fallback is in force", registry=r,
+        )
         self.mail_sent = Counter(
             "gatehouse_mail_sent_total", "Emails delivered or given up on", ["kind", "result"],
             registry=r,
         )
         self.mfa = Counter(
             "gatehouse_auth_mfa_total", "Second-factor attempts", ["result"], registry=r
+        )
+        self.client_errors = Counter(
+            "gatehouse_client_errors_total", "Error reports received from browsers", registry=r
         )
         # Pre-create the label sets dashboards expect, so they read 0 rather than absent.
         for result in ("success", "invalid_credentials", "throttled", "disabled", "unverified",

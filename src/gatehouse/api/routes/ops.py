@@ -61,7 +61,7 @@ client_errors = APIRouter(tags=["ops"])
 
 
 @client_errors.post("/client-errors", status_code=202)
-async def report_client_error(body: ClientErrorIn, request: Request) -> dict[str, Any]:
+async def report_client_error(body: ClientErrorIn, request: Request, ctx: Ctx) -> dict[str, Any]:
     """Browser error reports: logged (no cookies or headers) for error tracking."""
     # Page addresses carry tokens in their query or fragment (OAuth callbacks, reset links):
     # only scheme, host and path reach the log and the console's list.
@@ -69,6 +69,7 @@ async def report_client_error(body: ClientErrorIn, request: Request) -> dict[str
                 ip=client_ip(request),
                 reported_request_id=body.request_id,
                 request_id=request.scope["state"].get("request_id"))
+    ctx.metrics.client_errors.inc()
     recent_client_errors(request.app.state).add(
         message=body.message, url=body.url, request_id=body.request_id)
     return {"accepted": True}
