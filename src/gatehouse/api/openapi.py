@@ -55,16 +55,20 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
             },
         },
         "retry_after": {"type": "integer", "minimum": 1},
+        "mfa_token": {"type": "string", "description": "mfa_required only: single use, 5 minutes"},
+        "methods": {"type": "array", "items": {"type": "string"},
+                    "description": "mfa_required only: the second factors accepted"},
     },
 }
 
 _ANSWERS: dict[int, tuple[str, list[str]]] = {
     401: (
         "Not authenticated: token_missing, token_expired, token_invalid, session_revoked, "
-        "invalid_credentials, refresh_*, api_key_invalid, signature_invalid",
+        "invalid_credentials, refresh_*, api_key_invalid, signature_invalid, mfa_required "
+        "(adds mfa_token and methods), mfa_invalid, mfa_expired",
         [],
     ),
-    403: ("Forbidden: forbidden, csrf_failed, account_disabled", []),
+    403: ("Forbidden: forbidden, csrf_failed, account_disabled, email_unverified", []),
     404: ("Not found", []),
     409: ("Conflict", []),
     413: ("Payload too large", []),
