@@ -72,7 +72,7 @@ async def test_a_20_kb_cookie_header_is_431_before_anything_parses_it(client: ht
     r = await client.get("/api/v1/users/profile", headers={"Cookie": "gh_access=" + ADVERSARIAL * 2})
     elapsed = time.perf_counter() - started
     assert_problem(r, 431, "headers_too_large")
-    assert elapsed < 0.2, elapsed  # answered before the cookie is parsed (0.7 s before the fix)
+    assert elapsed < 0.5, elapsed  # answered before the cookie is parsed (0.7 s before the fix)
 
 
 @pytest.mark.asyncio
@@ -113,7 +113,7 @@ async def test_a_15_kib_adversarial_cookie_costs_the_app_no_more_than_a_plain_on
 
     adversarial = min([await elapsed(ADVERSARIAL) for _ in range(3)])
     plain = min([await elapsed("x" * len(ADVERSARIAL)) for _ in range(3)])
-    assert adversarial < plain + 0.05, (adversarial, plain)
+    assert adversarial < plain + 0.1, (adversarial, plain)
 
 
 @pytest.mark.parametrize(
