@@ -90,7 +90,7 @@ def _authenticator(inbox: Inbox) -> Any:
               and auth_data.password == PASSWORD.encode())
         if ok:
             inbox.auth_seen.append(mechanism)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # False: aiosmtpd answers 535
     return check
 
 
