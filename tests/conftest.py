@@ -238,7 +238,7 @@ class Server:
         self.log_path = workdir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> Server:
+    def start(self, timeout: float = 60) -> Server:  # a loaded 2-core CI machine needs > 30 s
         # The child keeps its own descriptor; ours is closed at once (no ResourceWarning).
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603
