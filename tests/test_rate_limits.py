@@ -425,14 +425,30 @@ async def test_redis_backend_shares_buckets_between_instances(
 
 
 @pytest.mark.asyncio
-async def test_unreachable_redis_answers_503_not_500(make_app: Any) -> None:
-    """When the rate limiter's Redis is down, API requests get 503 service_unavailable with Retry-
-    After."""
-    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", GATEHOUSE_RETRY_AFTER="7")
+async def test_unreachable_redis_limits_per_process(make_app: Any) -> None:
+    """When the rate limiter's Redis is down (GATEHOUSE_CACHE_FALLBACK=local), the limits are
+    still enforced, counted in the process: never a 500, never an unlimited request."""
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", GATEHOUSE_RATE_LIMIT="2/minute")
     async with asgi_client(app) as client:
-        r = await client.get(PROFILE)
+        answers = [await client.get(PROFILE) for _ in range(3)]
+    assert [r.status_code for r in answers[:2]] == [401, 401]
+    assert [_limits(r)[1] for r in answers[:2]] == [1, 0]
+    _assert_rate_limited(answers[2])
+
+
+@pytest.mark.asyncio
+async def test_unreachable_redis_with_deny_answers_503_on_login(make_app: Any) -> None:
+    """With GATEHOUSE_CACHE_FALLBACK=deny and Redis down, the login route answers 503
+    service_unavailable with Retry-After, while other API routes keep answering."""
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", GATEHOUSE_RETRY_AFTER="7",
+                   GATEHOUSE_CACHE_FALLBACK="deny")
+    async with asgi_client(app) as client:
+        r = await client.post("/api/v1/auth/login",
+                              json={"email": "alice@example.com", "password": PASSWORD})
+        other = await client.get(PROFILE)
     assert (r.status_code, r.json()["code"]) == (503, "service_unavailable")
     assert (r.headers["retry-after"], r.json()["retry_after"]) == ("7", 7)
+    assert other.status_code == 401
 
 
 @pytest.mark.asyncio

@@ -24,6 +24,7 @@ from gatehouse.settings import Settings
 from gatehouse.store.db.engine import create_engine, create_sessionmaker
 from gatehouse.store.db.units import UnitRunner
 from gatehouse.store.kv import KeyValueStore, create_kv
+from gatehouse.store.kv.fallback import FallbackKV
 from gatehouse.users.accounts import AccountService
 from gatehouse.users.recovery import Recovery
 
@@ -54,10 +55,14 @@ class Context:
     def build(cls, settings: Settings) -> Context:
         settings.require_secrets()
         assert settings.encryption_key is not None
+        metrics = Metrics()
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         db = create_sessionmaker(engine)
-        kv = create_kv(settings.redis_url, settings.redis_prefix)
-        metrics = Metrics()
+        kv = create_kv(
+            settings.redis_url, settings.redis_prefix, gauge=metrics.cache_fallback_active,
+            errors=metrics.dependency_errors.labels("cache"), mode=settings.cache_fallback,
+            retry_after=settings.retry_after_seconds,
+        )
         hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
@@ -77,7 +82,11 @@ class Context:
             ttl=settings.access_token_ttl,
         )
         revocations = Revocations(kv, settings.access_token_ttl, db)
-        throttle = LoginThrottle(kv, ThrottlePolicy(
+        # With GATEHOUSE_CACHE_FALLBACK=deny, logins answer 503 while Redis is down.
+        throttle_kv: KeyValueStore = kv
+        if settings.cache_fallback == "deny" and isinstance(kv, FallbackKV):
+            throttle_kv = kv.view(deny=True)
+        throttle = LoginThrottle(throttle_kv, ThrottlePolicy(
             max_failures=settings.login_max_failures,
             failure_window=settings.login_failure_window,
             max_wait=settings.login_max_wait,
@@ -103,7 +112,7 @@ class Context:
             password_min_length=settings.password_min_length,
         )
         api_keys = ApiKeyService(db=db, kv=kv, keys=server_keys, skew=settings.signature_skew)
-        rate_limits = RateLimits(settings, metrics)
+        rate_limits = RateLimits(settings, metrics, kv.health if isinstance(kv, FallbackKV) else None)
         mailer = Mailer(settings, metrics)
         recovery = Recovery(db=db, accounts=accounts, mailer=mailer, settings=settings)
         mfa = MfaService(db=db, keys=server_keys, throttle=throttle, cache=accounts.cache,

@@ -46,6 +46,8 @@ def create(
     password_stdin: bool = typer.Option(False, "--password-stdin", help=STDIN_HELP),
     name: str = typer.Option("", help="Display name."),
     role: list[str] = typer.Option(["user"], "--role", help="Role; repeat for several."),
+    email_verified: bool = typer.Option(
+        False, "--email-verified", help="The address is known to be the user's (API.md §8)."),
 ) -> None:
     """Create a user; the password is prompted for (hidden, twice) or read with --password-stdin."""
     if password is not None:
@@ -59,7 +61,7 @@ def create(
 
     async def work(ctx: Context) -> User:
         return await ctx.accounts.create(email=email, password=secret, name=name, roles=role,
-                                         actor=CLI)
+                                         actor=CLI, email_verified=email_verified)
 
     user = with_context(settings, work)
     out.print(f"created {user.email} ({user.id}) roles: {', '.join(user.roles)}")
@@ -229,6 +231,10 @@ def clear() -> None:
              "process; restart it, or use `gatehouse users unlock EMAIL` for one account)")
 
     async def work(ctx: Context) -> int:
+        try:  # Redis itself: the cache fallback would otherwise "clear" this process's memory
+            await ctx.kv.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Redis is one line
+            fail(f"cannot reach Redis ({type(exc).__name__}); check REDIS_URL")
         deleted = 0
         for prefix in CLEARED_PREFIXES:
             deleted += await ctx.kv.delete_prefix(prefix)

@@ -10,8 +10,14 @@ requests count too and every answer carries the RateLimit-* headers (left in
 the request state for the middleware to send, on 2xx, 4xx and 429 alike).
 
 With REDIS_URL the buckets live in Redis, shared by every process and host.
-If Redis cannot be reached the answer is 503 `service_unavailable` (API.md
-§2), never a 500 and never a silently unlimited request.
+If Redis cannot be reached the process enters the cache fallback
+(store/kv/fallback.py, GATEHOUSE_CACHE_FALLBACK): with `local` every bucket is
+counted in this process's memory until Redis answers again (still enforced,
+no longer shared); with `deny` the `login`, `register` and `recovery` buckets
+(the ones guarding against guessing and abuse) answer 503
+`service_unavailable` with Retry-After, and the others count locally, so
+validation and refresh keep working. Never a 500 and never a silently
+unlimited request.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from limits.errors import StorageError
 from gatehouse.errors import RateLimited, ServiceUnavailable
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
+from gatehouse.store.kv.fallback import CacheHealth
 
 SCOPES = ("api", "login", "refresh", "register", "recovery", "client_errors")
 _OWN_BUCKETS = {"/auth/login": "login", "/auth/login/mfa": "login", "/auth/refresh": "refresh",
@@ -38,6 +45,8 @@ _OWN_BUCKETS = {"/auth/login": "login", "/auth/login/mfa": "login", "/auth/refre
                 "/auth/email/verify-request": "recovery", "/auth/email/verify": "recovery",
                 "/client-errors": "client_errors"}
 log = structlog.get_logger("gatehouse.ratelimit")
+# Buckets that fail closed with GATEHOUSE_CACHE_FALLBACK=deny while Redis is down.
+DENY_SCOPES = frozenset({"login", "register", "recovery"})
 
 
 def _storage(redis_url: str | None, prefix: str = "") -> Storage:
@@ -64,12 +73,20 @@ def bucket_for(method: str, path: str) -> str | None:
 
 
 class RateLimits:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, health: CacheHealth | None = None
+    ) -> None:
         self.enabled = settings.rate_limits_enabled
         self.metrics = metrics
         self.retry_after = settings.retry_after_seconds
         self.storage = _storage(settings.redis_url, settings.redis_prefix)
         self.limiter = FixedWindowRateLimiter(self.storage)
+        # The cache fallback: Redis' health, shared with the key-value store.
+        self.health = health
+        self.deny = settings.cache_fallback == "deny"
+        self._local_storage: MemoryStorage | None = None
+        self._local: FixedWindowRateLimiter | None = None
+        self._local_generation: object = None
         self.items: dict[str, list[RateLimitItem]] = {
             "api": parse_many(settings.rate_limit),
             "login": parse_many(settings.auth_rate_limit),
@@ -86,13 +103,7 @@ class RateLimits:
         """
         if not self.enabled:
             return
-        try:
-            windows = [await self._count(item, scope, ip) for item in self.items[scope]]
-        except StorageError as exc:
-            self.metrics.dependency_errors.labels("cache").inc()
-            log.warning("dependency_unavailable", dependency="cache",
-                        error=type(exc.storage_error).__name__)
-            raise ServiceUnavailable(self.retry_after) from None
+        windows = await self._windows(scope, ip)
         # With several limits ("10/second;600/minute") the headers show the tightest window,
         # and Retry-After must outlast every exhausted window, not just the first one.
         refused = [w for allowed, w in windows if not allowed]
@@ -109,12 +120,37 @@ class RateLimits:
             self.metrics.rate_limited.labels(scope).inc()
             raise RateLimited(reset)
 
+    async def _windows(self, scope: str, ip: str) -> list[tuple[bool, tuple[int, int, int]]]:
+        """Hit every window of `scope`: in Redis, or in this process during the cache fallback."""
+        health = self.health
+        if health is None or not health.active:
+            try:
+                return [await self._count(self.limiter, item, scope, ip)
+                        for item in self.items[scope]]
+            except StorageError as exc:
+                if health is None:  # no fallback wired (cannot happen with REDIS_URL via Context)
+                    self.metrics.dependency_errors.labels("cache").inc()
+                    log.warning("dependency_unavailable", dependency="cache",
+                                error=type(exc.storage_error).__name__)
+                    raise ServiceUnavailable(self.retry_after) from None
+                health.failed(exc.storage_error)
+        if self.deny and scope in DENY_SCOPES:
+            raise health.deny()
+        if self._local_storage is None or self._local_generation is not health.local:
+            # A fresh set of local counters per outage (the previous ones are stale).
+            self._local_storage = MemoryStorage()
+            self._local = FixedWindowRateLimiter(self._local_storage)
+            self._local_generation = health.local
+        assert self._local is not None
+        return [await self._count(self._local, item, scope, ip) for item in self.items[scope]]
+
+    @staticmethod
     async def _count(
-        self, item: RateLimitItem, scope: str, ip: str
+        limiter: FixedWindowRateLimiter, item: RateLimitItem, scope: str, ip: str
     ) -> tuple[bool, tuple[int, int, int]]:
         """Hit one window: (allowed, (remaining, limit, seconds until reset))."""
-        allowed = await self.limiter.hit(item, scope, ip)
-        stats = await self.limiter.get_window_stats(item, scope, ip)
+        allowed = await limiter.hit(item, scope, ip)
+        stats = await limiter.get_window_stats(item, scope, ip)
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         return allowed, (max(0, stats.remaining), item.amount, reset)
 
