@@ -56,7 +56,13 @@ class Context:
         settings.require_secrets()
         assert settings.encryption_key is not None
         metrics = Metrics()
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            statement_timeout=settings.db_statement_timeout,
+            on_pool_timeout=metrics.db_pool_timeouts.inc,
+        )
+        metrics.watch_pool(engine)
         db = create_sessionmaker(engine)
         kv = create_kv(
             settings.redis_url, settings.redis_prefix, gauge=metrics.cache_fallback_active,

@@ -7,6 +7,9 @@ not share counters; `/metrics` renders that registry.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gatehouse.store.db.engine import pool_capacity, pool_checked_out
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -44,6 +47,16 @@ class Metrics:
             "gatehouse_cache_fallback_active",
             "1 while Redis is unreachable and the fallback is in force", registry=r,
         )
+        self.db_pool_in_use = Gauge(
+            "gatehouse_db_pool_in_use", "Database connections checked out now", registry=r
+        )
+        self.db_pool_size = Gauge(
+            "gatehouse_db_pool_size", "Database connections the pool may hold", registry=r
+        )
+        self.db_pool_timeouts = Counter(
+            "gatehouse_db_pool_timeouts_total",
+            "Requests that waited GATEHOUSE_DB_POOL_TIMEOUT for a connection and got 503", registry=r,
+        )
         self.mail_sent = Counter(
             "gatehouse_mail_sent_total", "Emails delivered or given up on", ["kind", "result"],
             registry=r,
@@ -68,6 +81,11 @@ class Metrics:
         for kind in ("password_reset", "email_verify", "notification", "test"):
             for outcome in ("sent", "failed"):
                 self.mail_sent.labels(kind, outcome)
+
+    def watch_pool(self, engine: AsyncEngine) -> None:
+        """The pool gauges read the engine's pool at each scrape."""
+        self.db_pool_in_use.set_function(lambda: pool_checked_out(engine))
+        self.db_pool_size.set_function(lambda: pool_capacity(engine))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

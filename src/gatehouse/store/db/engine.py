@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -10,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from gatehouse.store.db.sqlite_onehop import creator
 
@@ -66,7 +67,40 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+def _counting_pool(on_timeout: Callable[[], None] | None) -> type[AsyncAdaptedQueuePool]:
+    """The async queue pool, calling `on_timeout` each time a checkout gives up waiting
+    (a subclass per engine, so `dispose()`, which rebuilds the pool from its class, keeps it)."""
+
+    class CountingPool(AsyncAdaptedQueuePool):
+        def _do_get(self) -> Any:
+            try:
+                return super()._do_get()
+            except PoolTimeout:
+                if on_timeout is not None:
+                    on_timeout()
+                raise
+
+    return CountingPool
+
+
+def pool_checked_out(engine: AsyncEngine) -> int:
+    """Connections checked out of the engine's pool now (0 for pools that do not count)."""
+    pool = engine.pool
+    return int(pool.checkedout()) if isinstance(pool, QueuePool) else 0
+
+
+def pool_capacity(engine: AsyncEngine) -> int:
+    pool = engine.pool
+    return int(pool.size()) if isinstance(pool, QueuePool) else 0
+
+
+def create_engine(
+    url: str, *, pool_size: int = 20, pool_timeout: float = 5, statement_timeout: float = 10,
+    on_pool_timeout: Callable[[], None] | None = None,
+) -> AsyncEngine:
+    """The async engine. On PostgreSQL: a fixed pool of `pool_size`, where a checkout waits
+    `pool_timeout` seconds and then raises (a 503, counted by `on_pool_timeout`), and
+    PostgreSQL's `statement_timeout` on every connection (a cancelled statement is a 503 too)."""
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
         memory = ":memory:" in aurl or aurl.endswith("://")
@@ -91,11 +125,18 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # refresh benchmark once its units became short; bench/RESULTS.md).
     return create_async_engine(
         aurl,
+        poolclass=_counting_pool(on_pool_timeout),
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
-        pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 10},
+        pool_timeout=pool_timeout,
+        connect_args={
+            "timeout": 5,
+            # The server cancels first (the connection stays usable); the client-side limit
+            # only catches a server that stopped answering.
+            "command_timeout": statement_timeout + 5,
+            "server_settings": {"statement_timeout": str(max(1, round(statement_timeout * 1000)))},
+        },
     )
 
 
@@ -117,6 +158,8 @@ def outage_of(exc: BaseException) -> str | None:
         return "database"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "database"
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _SQLSTATE_OUTAGES:
+        return "database"  # GATEHOUSE_DB_STATEMENT_TIMEOUT (or an admin) cancelled the statement
     if module.startswith("asyncpg") and name in _ASYNCPG_OUTAGES:
         return "database"  # asyncpg raises these unwrapped while connecting
     if isinstance(exc, ConnectionError | TimeoutError) or (
@@ -131,4 +174,6 @@ _ASYNCPG_OUTAGES = frozenset({
     "ConnectionFailureError", "PostgresConnectionError", "ClientCannotConnectError",
     "InternalClientError", "AdminShutdownError", "CrashShutdownError",
 })
+# query_canceled (statement_timeout), lock_not_available (lock_timeout).
+_SQLSTATE_OUTAGES = frozenset({"57014", "55P03"})
 _REDIS_OUTAGES = frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError"})
