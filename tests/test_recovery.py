@@ -420,3 +420,34 @@ def _cli() -> Any:
     from gatehouse.audit.service import CLI
     return CLI
 
+
+
+@pytest.mark.asyncio
+async def test_cli_create_and_import_may_mark_addresses_verified(
+    ctx: Context, database_url: str, tmp_path: Path
+) -> None:
+    """`users create --email-verified` and a JSON import row with "email_verified": true start
+    verified; other rows start unverified, and a non-boolean value refuses the import."""
+    import json
+
+    from tests.conftest import run_cli
+
+    env = {"DATABASE_URL": database_url}
+    r = run_cli("users", "create", "--email", "ops@example.com", "--password-stdin",
+                "--email-verified", env=env, cwd=tmp_path, input_text=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    argon = ctx.hasher
+    rows = [{"email": "v@example.com", "password_hash": await argon.hash(PASSWORD),
+             "email_verified": True},
+            {"email": "u@example.com", "password_hash": await argon.hash(PASSWORD)}]
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps([{**rows[1], "email_verified": "yes"}]))
+    r = run_cli("users", "import", str(path), env=env, cwd=tmp_path)
+    assert r.returncode == 1 and "email_verified must be true or false" in r.stderr
+    path.write_text(json.dumps(rows))
+    r = run_cli("users", "import", str(path), env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for email, verified in (("ops@example.com", True), ("v@example.com", True),
+                            ("u@example.com", False)):
+        user = await ctx.accounts.user_by_email(email)
+        assert user is not None and user.email_verified is verified, email

@@ -29,6 +29,8 @@ from gatehouse.store.db.models import User
 from gatehouse.users.emails import checked_email
 
 CSV_HEADER = ["email", "name", "password_hash", "roles"]
+# JSON rows may also say the address is already verified (API.md §8); CSV rows start unverified.
+JSON_KEYS = {*CSV_HEADER, "email_verified"}
 BATCH = 500
 
 
@@ -39,6 +41,7 @@ class ImportRow:
     name: str
     password_hash: str
     roles: list[str]
+    email_verified: bool = False
 
 
 @dataclass
@@ -67,7 +70,12 @@ def _row(line: int, raw: dict[str, Any], problems: list[tuple[int, str]]) -> Imp
     if not isinstance(name, str) or len(name) > 200:
         problems.append((line, "name must be text of at most 200 characters"))
         return None
-    return ImportRow(line, email, name, password_hash, [r for r in roles if r] or ["user"])
+    verified = raw.get("email_verified", False)
+    if not isinstance(verified, bool):
+        problems.append((line, "email_verified must be true or false"))
+        return None
+    return ImportRow(line, email, name, password_hash, [r for r in roles if r] or ["user"],
+                     verified)
 
 
 def parse_file(path: Path) -> tuple[list[ImportRow], list[tuple[int, str]]]:
@@ -84,8 +92,9 @@ def parse_file(path: Path) -> tuple[list[ImportRow], list[tuple[int, str]]]:
         except json.JSONDecodeError as exc:
             raise ValidationFailed(f"{path.name} is not valid JSON (line {exc.lineno})") from None
         for i, item in enumerate(data, start=1):
-            if not isinstance(item, dict) or set(item) - set(CSV_HEADER):
-                problems.append((i, "must be an object with email, name, password_hash, roles"))
+            if not isinstance(item, dict) or set(item) - JSON_KEYS:
+                problems.append((i, "must be an object with email, name, password_hash, roles "
+                                    "(and optionally email_verified)"))
                 continue
             if (row := _row(i, item, problems)) is not None:
                 rows.append(row)
@@ -139,6 +148,7 @@ async def import_users(
             await session.execute(insert(User), [
                 {"id": str(uuid.uuid4()), "email": r.email, "name": r.name,
                  "password_hash": r.password_hash, "roles": r.roles, "disabled": False,
+                 "email_verified": r.email_verified,
                  "created_at": now, "updated_at": now, "roles_changed_at": None}
                 for r in chunk
             ])
