@@ -181,3 +181,19 @@ test("json() answers null for 204 and throws GatehouseError with the problem's f
   const error = await client.json("/api/v1/proxy").catch((e) => e);
   assert.deepEqual([error.status, error.code, error.requestId], [418, "http_error", "rid-9"]);
 });
+
+test("credentials never go to another origin: no Bearer, no CSRF token, no refresh on its 401", async (t) => {
+  for (const mode of ["cookie", "token"]) {
+    const { client, server } = make(t, { mode });
+    await client.login("ada@example.test", "pw");
+    server.routes.set("POST /elsewhere", () => problem(401, "token_expired"));
+    const response = await client.fetch("https://evil.example.test/elsewhere", { method: "POST" });
+    assert.equal(response.status, 401);
+    const sent = server.seen.at(-1);
+    assert.equal(sent.url, "https://evil.example.test/elsewhere");
+    assert.equal(sent.headers.get("authorization"), null, mode);
+    assert.equal(sent.headers.get("x-csrf-token"), null, mode);
+    assert.equal(server.count("POST", "/api/v1/auth/refresh"), 0, mode);
+    assert.equal(client.user?.id, "u1");
+  }
+});

@@ -75,6 +75,7 @@ export function normalizeOptions(options) {
   if (typeof fetchImpl !== "function") throw new TypeError("createClient: no fetch available");
   return {
     baseUrl,
+    origin: new URL(baseUrl).origin,
     mode,
     storage,
     storageName,
@@ -141,24 +142,30 @@ export function createClient(options = {}) {
    * @returns {Promise<Response>}
    */
   async function send(input, init = {}, { authenticated = true, retryUnsafe = false } = {}) {
+    const url = input instanceof Request ? input.url : resolveUrl(config.baseUrl, /** @type {string} */ (input));
+    // Credentials (Bearer, CSRF token, cookies) go to the service only, never to another origin
+    // an absolute URL names; nor does another origin's 401 touch the session.
+    const toService = new URL(url).origin === config.origin;
+    if (!authenticated && !toService) throw new TypeError("gatehouse-client: auth routes live on baseUrl");
     const original = input instanceof Request
       ? new Request(input, init)
-      : new Request(resolveUrl(config.baseUrl, /** @type {string} */ (input)), { credentials: "include", ...init });
+      : new Request(url, { credentials: toService ? "include" : "same-origin", ...init });
     const method = original.method.toUpperCase();
+    const withSession = authenticated && toService;
     const idempotent = retryUnsafe || retriesMethod(config.retry, method);
     const started = Date.now();
     let retryCount = 0;
     let attempts = 0;
     let refreshed = false;
     for (;;) {
-      const observed = authenticated ? await shared.ready(authSend) : shared.issuedAt;
+      const observed = withSession ? await shared.ready(authSend) : shared.issuedAt;
       let request = original.clone();
       const headers = new Headers(request.headers);
-      if (config.mode === "token" && authenticated && shared.hasSession && !headers.has("authorization")) {
+      if (config.mode === "token" && withSession && shared.hasSession && !headers.has("authorization")) {
         const access = shared.tokens?.read()?.access_token;
         if (access) headers.set("Authorization", `Bearer ${access}`);
       }
-      if (config.mode === "cookie") applyCsrf(headers, method, readCookie(config.env.cookie(), CSRF_COOKIE));
+      if (config.mode === "cookie" && toService) applyCsrf(headers, method, readCookie(config.env.cookie(), CSRF_COOKIE));
       request = new Request(request, { headers });
       const state = { request, retryCount };
       /** @type {Response | null} */
@@ -194,7 +201,7 @@ export function createClient(options = {}) {
         }
       }
       const answer = /** @type {Response} */ (response);
-      if (answer.status === 401 && authenticated) {
+      if (answer.status === 401 && withSession) {
         const code = (await readProblem(answer))?.code;
         const expiredCookie = code === "token_missing" && config.mode === "cookie";
         if (!refreshed && shared.hasSession && (REFRESH_CODES.includes(code) || expiredCookie)) {
