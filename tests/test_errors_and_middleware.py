@@ -290,7 +290,8 @@ async def test_answers_made_before_the_app_carry_cors_headers(make_app: Any) -> 
         foreign = await c.post(url, content=b"x" * 70_000,
                                headers={**listed, "Origin": "https://evil.example"})
         limited = await c.post(url, json={}, headers=listed)
-    down = make_app(CORS_ORIGINS="https://app.example.com", REDIS_URL="redis://127.0.0.1:1/0")
+    down = make_app(CORS_ORIGINS="https://app.example.com", REDIS_URL="redis://127.0.0.1:1/0",
+                    GATEHOUSE_CACHE_FALLBACK="deny")  # login fails closed while Redis is down
     async with asgi_client(down) as c:
         unavailable = await c.post("/api/v1/auth/login", json={}, headers=listed)
     answers = [too_big, wrong_type, limited, unavailable]
