@@ -42,13 +42,14 @@ def sign_out(page: Page) -> None:
     expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
 
 
-def capture(page: Page, section: Locator, artifacts: Path, name: str) -> None:
-    """The section at desktop and 375 px width, light and dark, as a reviewer would see it."""
+def capture(page: Page, section: Locator | None, artifacts: Path, name: str) -> None:
+    """The section (or the viewport) at desktop and 375 px, light and dark, for a reviewer."""
     for device, viewport in SHOTS:
         page.set_viewport_size(viewport)
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
-            section.screenshot(path=artifacts / f"account-mfa-{name}-{device}-{scheme}.png")
+            path = artifacts / f"account-mfa-{name}-{device}-{scheme}.png"
+            (section or page).screenshot(path=path)
     page.set_viewport_size(SHOTS[0][1])
     page.emulate_media(color_scheme="light")
 
@@ -162,6 +163,7 @@ def test_set_up_sign_in_with_codes_renew_and_turn_off_two_step_verification(
     section.get_by_role("button", name="Turn on").click()
     expect(section.get_by_role("status")).to_have_text("Two-step verification is on.")
     expect(section.get_by_text("Store these now.")).to_be_visible()
+    expect(section.get_by_role("heading", name="Your recovery codes")).to_be_focused()
     codes = codes_on(page)
     assert len(set(codes)) == 10 and all(re.fullmatch(r"[0-9a-z]{5}-[0-9a-z]{5}", c) for c in codes)
     with page.expect_download() as download:
@@ -174,7 +176,9 @@ def test_set_up_sign_in_with_codes_renew_and_turn_off_two_step_verification(
     # Shown once: after "stored", the page holds the status and no code.
     section.get_by_role("button", name="I have stored my codes").click()
     expect(section.get_by_text("Status: On")).to_be_visible()
+    expect(section.get_by_role("heading", name="Two-step verification")).to_be_focused()
     assert all(code not in page.content() for code in codes)
+    capture(page, section, artifacts, "on")
     page.reload()
     expect(section.get_by_text("Status: On")).to_be_visible()
 
@@ -207,6 +211,7 @@ def test_set_up_sign_in_with_codes_renew_and_turn_off_two_step_verification(
     dialog.get_by_label("Authentication code").fill(codes[2])
     dialog.get_by_role("button", name="Turn off two-step verification").click()
     expect(dialog.get_by_role("alert")).to_contain_text("That code is not right")
+    capture(page, None, artifacts, "turn-off-dialog")
     dialog.get_by_label("Authentication code").fill(fresh[0])
     dialog.get_by_role("button", name="Turn off two-step verification").click()
     expect(section.get_by_role("status")).to_contain_text("Two-step verification is off")

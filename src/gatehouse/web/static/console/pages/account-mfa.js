@@ -20,7 +20,13 @@ export function renderSecondFactor(section, profile) {
 }
 
 function heading() {
-  return h("h2", {id: "mfa-h"}, "Two-step verification");
+  return h("h2", {id: "mfa-h", tabindex: "-1"}, "Two-step verification");
+}
+
+/** After a change replaced the focused control, keyboard and screen-reader users start here. */
+function refocus(view) {
+  const target = view.section.querySelector("[data-focus]") || view.section.querySelector("h2");
+  if (target) target.focus();
 }
 
 function status(on) {
@@ -41,6 +47,7 @@ function showOff(view, notice) {
       if (error && error.status === 409 && /already on/i.test(error.detail || "")) {
         view.profile.mfa_enabled = true;
         showOn(view, "Two-step verification is already on (it was turned on elsewhere).");
+        refocus(view);
         return;
       }
       msg.error(describeError(error));
@@ -72,7 +79,7 @@ function showSetup(view, setup) {
   });
   const confirm = h("button", {type: "submit", class: "primary"}, "Turn on");
   const cancel = h("button", {type: "button", class: "secondary"}, "Cancel");
-  cancel.addEventListener("click", () => showOff(view));
+  cancel.addEventListener("click", () => { showOff(view); refocus(view); });
   const form = h("form", {class: "setup-confirm", novalidate: true},
     h("h3", {}, "2. Enter the code the app shows"),
     field("Authentication code", codeInput,
@@ -93,6 +100,7 @@ function showSetup(view, setup) {
         const answer = await call("POST", "/api/v1/auth/mfa/totp/confirm", {code});
         view.profile.mfa_enabled = true;
         showCodes(view, answer.recovery_codes, "Two-step verification is on.");
+        refocus(view);
       } catch (error) {
         codeInput.value = "";
         codeInput.focus();
@@ -182,11 +190,11 @@ function showCodes(view, codes, notice) {
     copyNote.textContent = "Downloaded gatehouse-recovery-codes.txt";
   });
   const done = h("button", {type: "button", class: "primary"}, "I have stored my codes");
-  done.addEventListener("click", () => showOn(view));
+  done.addEventListener("click", () => { showOn(view); refocus(view); });
   const listId = nextId("codes");
   replace(view.section, heading(), h("div", {class: "card reveal"},
     msg.el,
-    h("h3", {id: `${listId}-h`}, "Your recovery codes"),
+    h("h3", {id: `${listId}-h`, tabindex: "-1", "data-focus": true}, "Your recovery codes"),
     h("p", {class: "message warn-box"}, h("strong", {}, "Store these now. "),
       "This is the only time they are shown. If you lose your phone, each code signs you in once "
       + "in place of an authentication code. Keep them somewhere safe, such as a password manager."),
@@ -227,6 +235,7 @@ function showOn(view, notice) {
     if (!done) return;
     view.profile.mfa_enabled = false;
     showOff(view, "Two-step verification is off. Your recovery codes no longer work.");
+    refocus(view);
   });
   renew.addEventListener("click", async () => {
     const answer = await askForCode({
@@ -239,6 +248,7 @@ function showOn(view, notice) {
     });
     if (!answer) return;
     showCodes(view, answer.recovery_codes, "New recovery codes are ready; the old ones no longer work.");
+    refocus(view);
   });
   replace(view.section, heading(), h("div", {class: "card"},
     status(true),
