@@ -278,8 +278,9 @@ def test_a_tab_closed_and_a_tab_frozen_mid_refresh_block_no_other_tab(
         assert result["expired"] == [], results
         assert result["user"] == EMAIL, results
         assert result["ok"] > 20, results
-        # Bounded by the lock timeout (3 s) plus one refresh: never hung on the frozen holder.
-        assert result["maxMs"] < 6000, results
+        # Bounded by the lock timeout (3 s), half that on the lease, and one refresh (~4.5 s
+        # and a round trip at worst, with room for a loaded machine): never hung on the holder.
+        assert result["maxMs"] < 7000, results
     counts = refresh_counts(tab_server, before)
     # The live tabs refreshed without the lock's holder, once per expiry: the lease stood in.
     # Grace answers may occur here, and are the floor this design rests on: the closed tab's
