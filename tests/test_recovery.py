@@ -451,3 +451,27 @@ async def test_cli_create_and_import_may_mark_addresses_verified(
                             ("u@example.com", False)):
         user = await ctx.accounts.user_by_email(email)
         assert user is not None and user.email_verified is verified, email
+
+
+@pytest.mark.asyncio
+async def test_expired_links_are_pruned_an_hour_after_they_expire(
+    mail_app: Callable[..., Any], smtp: SmtpServer, backend: str
+) -> None:
+    """The janitor's prune deletes links an hour past their expiry and keeps the others (they
+    still count towards the hourly cap)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func
+
+    from gatehouse.users.recovery import prune_links
+
+    app = mail_app()
+    ctx: Context = app.state.ctx
+    async with running(app) as client:
+        await create_user(ctx)
+        await forgot(client, "alice@example.com")
+        await asyncio.to_thread(smtp.inbox.wait, 1)
+    async with ctx.db.begin() as db:
+        assert await prune_links(db) == 0
+        assert await prune_links(db, datetime.now(UTC) + timedelta(seconds=1800 + 3700)) == 1
+        assert await db.scalar(select(func.count()).select_from(EmailLink)) == 0

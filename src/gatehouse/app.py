@@ -22,6 +22,7 @@ from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
 from gatehouse.settings import Settings
+from gatehouse.users.recovery import prune_links
 
 log = structlog.get_logger("gatehouse")
 
@@ -29,7 +30,7 @@ log = structlog.get_logger("gatehouse")
 async def _follow_revocations(ctx: Context) -> None:
     """Apply revocations and unlocks written by other processes (CLI, other instances).
 
-    Also prunes long-ended sessions every PRUNE_INTERVAL seconds.
+    Also prunes long-ended sessions and expired email links every PRUNE_INTERVAL seconds.
     Until the start-up warm-up of revocations has succeeded, protected routes answer
     503 and each poll retries it (API.md §3).
     """
@@ -49,7 +50,8 @@ async def _follow_revocations(ctx: Context) -> None:
                 next_prune = time.monotonic() + PRUNE_INTERVAL
                 async with ctx.db.begin() as db:
                     pruned = await prune_ended_sessions(db, idle_ttl=ctx.settings.session_idle_ttl)
-                log.info("sessions_pruned", count=pruned)
+                    links = await prune_links(db)
+                log.info("sessions_pruned", count=pruned, email_links=links)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be down for a while; keep following

@@ -22,7 +22,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
@@ -195,6 +195,13 @@ class Recovery:
                              .values(email_verified=True, updated_at=now))
             await record(db, "email.verified", _as(actor, user.id), target_user_id=user.id)
         self.accounts.cache.evict(user.id)
+
+
+async def prune_links(db: AsyncSession, now: datetime | None = None) -> int:
+    """Delete links that expired over an hour ago (the hourly cap no longer counts them)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(hours=1)
+    result = await db.execute(delete(EmailLink).where(EmailLink.expires_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _as(actor: Actor, user_id: str) -> Actor:
