@@ -19,7 +19,8 @@ from tests.conftest import PASSWORD, Server, asgi_client, bearer, create_user, l
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 P = "/api/v1"
-USER_KEYS = {"id", "email", "name", "roles", "disabled", "created_at"}
+USER_KEYS = {"id", "email", "name", "roles", "disabled", "created_at", "email_verified",
+             "mfa_enabled"}
 AUDIT_KEYS = {"id", "at", "type", "user_id", "ip", "request_id", "data"}
 
 
