@@ -18,7 +18,6 @@ import pyotp
 import zxingcpp
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from gatehouse.notify.vapid import generate_vapid_pair
 from tests.browser.conftest import BrowserServer
 from tests.conftest import PASSWORD
 
@@ -103,7 +102,8 @@ def decode_qr(png: bytes) -> str:
 EXPECTED_FAILURES = re.compile(
     r"^console error: Failed to load resource: the server responded with a status of "
     r"(401 \(Unauthorized\) \(\S+/api/v1/auth/login\)"
-    r"|422 \(Unprocessable (Content|Entity)\) \(\S+/api/v1/auth/mfa/(totp/confirm|recovery-codes|totp)\))$")
+    r"|422 \(Unprocessable (Content|Entity)\) "
+    r"\(\S+/api/v1/auth/mfa/(totp/confirm|recovery-codes|totp)\))$")
 
 
 def unexpected(context: BrowserContext) -> list[str]:
@@ -118,15 +118,13 @@ def codes_on(page: Page) -> list[str]:
 
 
 def test_set_up_sign_in_with_codes_renew_and_turn_off_two_step_verification(
-    make_browser_server: Callable[..., BrowserServer],
+    console_server: BrowserServer,
     signed_in: Callable[..., BrowserContext],
     artifacts: Path,
 ) -> None:
     """Set up from the account page (QR encodes the otpauth URI, typed key), codes shown once,
     sign in with TOTP and with a recovery code, renew the codes, turn it off; errors in alerts."""
-    public, private = generate_vapid_pair()  # the account page also offers Web Push
-    server = make_browser_server(VAPID_PUBLIC_KEY=public, VAPID_PRIVATE_KEY=private,
-                                 VAPID_SUBJECT="mailto:ops@example.com")
+    server = console_server
     server.add_user(EMAIL)
     context = signed_in(server, EMAIL, viewport=SHOTS[0][1], accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
@@ -220,3 +218,33 @@ def test_set_up_sign_in_with_codes_renew_and_turn_off_two_step_verification(
     assert r.status_code == 200, r.text
 
     assert unexpected(context) == []  # no CSP violation, page error or other console error
+
+
+def test_setup_finished_in_another_tab_shows_on_instead_of_a_wrong_code(
+    console_server: BrowserServer,
+    signed_in: Callable[..., BrowserContext],
+) -> None:
+    """A page mid-setup whose user turned MFA on elsewhere answers `Turn on` with status On."""
+    server = console_server
+    server.add_user("elsewhere@example.com")
+    context = signed_in(server, "elsewhere@example.com")
+    page = context.new_page()
+    page.goto("/console/account")
+    section = page.get_by_role("region", name="Two-step verification")
+    section.get_by_role("button", name="Set up two-step verification").click()
+    stale = section.locator("code.secret-key").inner_text().replace(" ", "")
+
+    login = httpx.post(f"{server.url}/api/v1/auth/login",
+                       json={"email": "elsewhere@example.com", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    setup = httpx.post(f"{server.url}/api/v1/auth/mfa/totp/setup", headers=headers)
+    confirm = httpx.post(f"{server.url}/api/v1/auth/mfa/totp/confirm", headers=headers,
+                         json={"code": pyotp.TOTP(setup.json()["secret"]).now()})
+    assert confirm.status_code == 200, confirm.text
+
+    section.get_by_label("Authentication code").fill(pyotp.TOTP(stale).now())
+    section.get_by_role("button", name="Turn on").click()
+    expect(section.get_by_role("status")).to_contain_text("already on")
+    expect(section.get_by_text("Status: On")).to_be_visible()
+    problems: list[str] = context.problems  # type: ignore[attr-defined]
+    assert [p for p in problems if "409 (Conflict)" not in p] == []

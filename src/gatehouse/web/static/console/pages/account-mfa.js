@@ -104,10 +104,19 @@ function showSetup(view, setup) {
       } catch (error) {
         codeInput.value = "";
         codeInput.focus();
-        msg.error(error && error.status === 422
-          ? "That code is not right. Enter the code the app shows now; if it still fails, check "
-            + "that your phone sets its clock automatically."
-          : describeError(error));
+        if (error && error.status === 409 && /already on/i.test(error.detail || "")) {
+          view.profile.mfa_enabled = true;
+          showOn(view, "Two-step verification is already on (it was turned on elsewhere).");
+          refocus(view);
+        } else if (error && (error.status === 409 || /no setup is pending/i.test(error.detail || ""))) {
+          // Replaced or finished elsewhere (another tab): this QR code is no longer the one.
+          msg.error(`${describeError(error)} Cancel and set it up again.`);
+        } else {
+          msg.error(error && error.status === 422
+            ? "That code is not right. Enter the code the app shows now; if it still fails, "
+              + "check that your phone sets its clock automatically."
+            : describeError(error));
+        }
       }
     });
   });
@@ -141,7 +150,9 @@ export function groupsOf4(secret) {
  */
 export function qrSvg(text) {
   const qr = qrcode(0, "M");
-  qr.addData(text, "Byte");
+  // The encoder takes one character per byte: hand it the UTF-8 bytes, so nothing non-ASCII
+  // in an issuer or address is cut to its low byte.
+  qr.addData(String.fromCharCode(...new TextEncoder().encode(text)), "Byte");
   qr.make();
   const count = qr.getModuleCount();
   const size = count + 2 * QUIET_ZONE;
