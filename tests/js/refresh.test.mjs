@@ -201,3 +201,19 @@ test("a proactive refresh that fails (503) reports nothing and is tried again af
   assert.deepEqual(errors, []);
   assert.equal(client.user?.id, "u1");
 });
+
+test("token mode with localStorage: tabs share one session and one refresh; retries read the new token", async (t) => {
+  const browser = fakeBrowser();
+  const tabs = [1, 2].map(() => tabClient(browser, { mode: "token", storage: "localStorage" }));
+  t.after(() => Promise.all(tabs.map((tab) => tab.close())));
+  await tabs[0].login("ada@example.test", "pw");
+  assert.deepEqual(await tabs[1].restore(), { user: await tabs[0].json(PROFILE) });
+  browser.server.refreshDelay = 50;
+  browser.server.expireAccess();
+  await Promise.all([tabs[0].json(PROFILE), tabs[1].json(PROFILE), tabs[1].json(PROFILE)]);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  const last = browser.server.seen.filter((r) => r.path === PROFILE).at(-1);
+  assert.equal(last.headers.get("authorization"), `Bearer ${browser.server.access}`);
+  assert.ok(![...browser.localStorage.data.keys()].some((key) => key.endsWith(":state") && browser.localStorage.data.get(key).includes("refresh-")),
+    "the shared state holds no token");
+});

@@ -96,6 +96,7 @@ export function createClient(options = {}) {
     },
     /** After a page load: the signed-in user, or null when there is no session. */
     async restore() {
+      shared.syncFromStore();
       if (!shared.hasSession) return null;
       shared.quiet += 1; // a session that ended while the page was closed is not news
       try {

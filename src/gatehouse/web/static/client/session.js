@@ -57,7 +57,7 @@ export class SharedSession {
     this.expiresAt = null;
     /** @type {string | null} the gh_csrf value of a session that ended: its cookie is no session */
     this.deadCsrf = null;
-    this.hasSession = config.mode === "cookie" ? this.cookieSession() : this.tokens?.read() !== null;
+    this.hasSession = this.storedSession();
     /** @type {Promise<boolean> | null} the refresh in flight in this tab */
     this.inflight = null;
     /** @type {Set<AbortController>} refreshes waiting for the lock: aborted when an outcome arrives */
@@ -114,10 +114,15 @@ export class SharedSession {
     return csrf !== null && csrf !== this.deadCsrf;
   }
 
-  /** Adopts the state another tab left in localStorage, if it is newer; in cookie
-   *  mode, notices a session that another tab opened (its cookies are ours too). */
+  /** Whether the cookies (cookie mode) or the token storage (token mode) hold a session. */
+  storedSession() {
+    return this.config.mode === "cookie" ? this.cookieSession() : this.tokens?.read() != null;
+  }
+
+  /** Adopts the state another tab left in localStorage, if it is newer; notices a
+   *  session that another tab opened (its cookies, or its stored tokens, are ours too). */
   syncFromStore() {
-    if (this.config.mode === "cookie" && !this.hasSession && this.cookieSession()) this.hasSession = true;
+    if (!this.hasSession && this.storedSession()) this.hasSession = true;
     if (!this.crossTab) return;
     try {
       const raw = this.config.env.localStorage?.getItem(this.stateKey);
