@@ -514,3 +514,21 @@ async def test_secrets_and_recovery_codes_are_not_stored_in_the_clear(
     assert not any(c in stored or c.replace("-", "") in stored for c in enrolled.recovery_codes)
     assert ctx.server_keys.decrypt(row.totp_secret_encrypted) == enrolled.secret
     assert len(hashes) == 10
+
+
+@pytest.mark.asyncio
+async def test_a_secret_sealed_under_another_encryption_key_is_a_wrong_code_not_an_error(
+    make_app: Any
+) -> None:
+    """After ENCRYPTION_KEY changes, the stored secret cannot verify: mfa_invalid, never a 500."""
+    before = make_app()
+    ctx: Context = before.state.ctx
+    await create_user(ctx)
+    async with asgi_client(before) as client:
+        enrolled = await enroll(client, ctx, await login(client))
+    after = make_app(ENCRYPTION_KEY="Zq8vN3kT1pW6xR4mB7cY2hJ5dL9fG0sA")
+    after.state.ctx.mfa.clock = enrolled.clock
+    async with asgi_client(after) as client:
+        for code in (enrolled.code(), enrolled.recovery_codes[0]):
+            r = await mfa_step(client, await password_step(client), code)
+            assert (r.status_code, r.json()["code"]) == (401, "mfa_invalid")

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -47,6 +49,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _RECOVERY = re.compile(f"^[{_ALPHABET}]{{10}}$")
 
 WRONG_CODE = "The code is wrong or was already used."
+log = structlog.get_logger("gatehouse.mfa")
 
 
 def _wrong_code() -> ValidationFailed:
@@ -109,7 +112,8 @@ class MfaService:
             if sealed is None:
                 detail = "No setup is pending; start with POST /auth/mfa/totp/setup."
                 raise ValidationFailed(detail, [{"loc": ["body", "code"], "msg": detail}])
-            step = totp.matching_step(self.keys.decrypt(sealed), code, self.clock())
+            secret = self._unseal(sealed, user_id)
+            step = totp.matching_step(secret, code, self.clock()) if secret else None
             if step is None:
                 raise _wrong_code()
             # Conditional on the secret just checked: a setup that replaced it meanwhile wins.
@@ -164,9 +168,10 @@ class MfaService:
             row = (await db.execute(
                 select(UserMfa.totp_secret_encrypted, UserMfa.last_used_step)
                 .where(UserMfa.user_id == user_id))).one_or_none()
-        if row is None or row[0] is None:
+        secret = self._unseal(row[0], user_id) if row is not None and row[0] else None
+        if row is None or secret is None:
             return False
-        step = totp.matching_step(self.keys.decrypt(row[0]), code, self.clock())
+        step = totp.matching_step(secret, code, self.clock())
         if step is None or step <= row[1]:
             return False
         async with self.db.begin() as db:
@@ -209,6 +214,16 @@ class MfaService:
                 await record(db, "mfa.recovery_code_used", actor, purpose=purpose)
 
     # -- storage --------------------------------------------------------------------------
+
+    def _unseal(self, sealed: str, user_id: str) -> str | None:
+        """The secret, or None when it cannot be decrypted (ENCRYPTION_KEY changed since)."""
+        try:
+            return self.keys.decrypt(sealed)
+        except (InvalidTag, ValueError):
+            # No code can match (recovery codes neither: their key is derived from it too):
+            # an operator resets the user's second factor (docs/accounts.md).
+            log.warning("mfa_secret_undecryptable", user_id=user_id)
+            return None
 
     def _hash_code(self, user_id: str, normalized: str) -> str:
         return ServerKeys.mac(self.keys.mfa_recovery, f"{user_id}:{normalized}")
