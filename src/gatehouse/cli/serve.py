@@ -10,11 +10,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -201,6 +206,8 @@ def serve(
 ) -> None:
     """Run the HTTP server."""
     _tune_malloc()
+    # Our own, per start, only with several workers (_metrics_dir); never an inherited one.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if dev and not is_loopback(host):
         # --dev generates secrets, seeds an admin and drops Secure from cookies: this machine only.
         fail(f"--dev serves this machine only: --host must be a loopback address such as "
@@ -225,6 +232,28 @@ def serve(
     _announce_when_listening(host, port, settings, admin)
     import uvicorn
 
+    with _metrics_dir(workers):
+        _run(uvicorn, host, port, workers)
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, /metrics sums every worker's figures (API.md §7): a fresh
+    PROMETHEUS_MULTIPROC_DIR per start (stale files would add a previous run's counts),
+    inherited by the workers and removed when the server stops."""
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="gatehouse-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(uvicorn: Any, host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "gatehouse.app:app_from_env",
         factory=True,

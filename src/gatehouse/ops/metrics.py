@@ -2,14 +2,25 @@
 
 Each app gets its own registry so tests and several apps in one process do
 not share counters; `/metrics` renders that registry.
+
+With `serve --workers N`, `serve` points PROMETHEUS_MULTIPROC_DIR at a fresh
+directory before the workers start (prometheus-client's multiprocess mode):
+every worker writes its values to files there, and whichever worker answers
+`/metrics` renders the sum over all of them. Counters and histograms add up
+(a worker that exits keeps its counts, so they never go backwards); the pool
+gauges are summed over live workers, and `gatehouse_cache_fallback_active` is
+the maximum (1 while any worker is in the cache fallback).
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gatehouse.store.db.engine import pool_capacity, pool_checked_out
+from gatehouse.store.db.engine import follow_pool
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -46,12 +57,15 @@ class Metrics:
         self.cache_fallback_active = Gauge(
             "gatehouse_cache_fallback_active",
             "1 while Redis is unreachable and the fallback is in force", registry=r,
+            multiprocess_mode="livemax",
         )
         self.db_pool_in_use = Gauge(
-            "gatehouse_db_pool_in_use", "Database connections checked out now", registry=r
+            "gatehouse_db_pool_in_use", "Database connections checked out now", registry=r,
+            multiprocess_mode="livesum",
         )
         self.db_pool_size = Gauge(
-            "gatehouse_db_pool_size", "Database connections the pool may hold", registry=r
+            "gatehouse_db_pool_size", "Database connections the pool may hold", registry=r,
+            multiprocess_mode="livesum",
         )
         self.db_pool_timeouts = Counter(
             "gatehouse_db_pool_timeouts_total",
@@ -83,9 +97,18 @@ class Metrics:
                 self.mail_sent.labels(kind, outcome)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
-        """The pool gauges read the engine's pool at each scrape."""
-        self.db_pool_in_use.set_function(lambda: pool_checked_out(engine))
-        self.db_pool_size.set_function(lambda: pool_capacity(engine))
+        """The pool gauges follow the engine's pool."""
+
+        def report(in_use: int, size: int) -> None:
+            self.db_pool_in_use.set(in_use)
+            self.db_pool_size.set(size)
+
+        follow_pool(engine, report)
 
     def render(self) -> bytes:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:  # serve --workers N: the sum over every worker's files
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)
+            return generate_latest(registry)
         return generate_latest(self.registry)

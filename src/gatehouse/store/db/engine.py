@@ -94,6 +94,23 @@ def pool_capacity(engine: AsyncEngine) -> int:
     return int(pool.size()) if isinstance(pool, QueuePool) else 0
 
 
+def follow_pool(engine: AsyncEngine, report: Callable[[int, int], None]) -> None:
+    """Call `report(in use, size)` now and after every checkout and check-in.
+
+    Pushed rather than read at scrape time, so that with `serve --workers N` each
+    worker's figures are in the shared metric files (ops/metrics.py).
+    """
+    def checked_out(*_: Any) -> None:
+        report(pool_checked_out(engine), pool_capacity(engine))
+
+    def checked_in(*_: Any) -> None:  # the event fires before the connection is back
+        report(max(0, pool_checked_out(engine) - 1), pool_capacity(engine))
+
+    event.listen(engine.sync_engine, "checkout", checked_out)
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    report(pool_checked_out(engine), pool_capacity(engine))
+
+
 def create_engine(
     url: str, *, pool_size: int = 20, pool_timeout: float = 5, statement_timeout: float = 10,
     on_pool_timeout: Callable[[], None] | None = None,
