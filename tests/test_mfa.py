@@ -80,7 +80,9 @@ async def password_step(client: httpx.AsyncClient, **headers: str) -> str:
     return token
 
 
-async def mfa_step(client: httpx.AsyncClient, token: str, code: str, **headers: str) -> httpx.Response:
+async def mfa_step(
+    client: httpx.AsyncClient, token: str, code: str, **headers: str
+) -> httpx.Response:
     return await client.post(f"{P}/auth/login/mfa", json={"mfa_token": token, "code": code},
                              headers=headers)
 
@@ -171,8 +173,8 @@ async def test_a_new_setup_replaces_a_pending_one_and_setup_when_on_is_conflict(
         r = await client.post(f"{P}/auth/mfa/totp/confirm", json={"code": stale},
                               headers=bearer(tokens))
         assert (r.status_code, r.json()["code"]) == (422, "validation_failed")
-    r = await client.post(f"{P}/auth/mfa/totp/confirm", json={"code": code_at(second["secret"], T0)},
-                          headers=bearer(tokens))
+    r = await client.post(f"{P}/auth/mfa/totp/confirm",
+                          json={"code": code_at(second["secret"], T0)}, headers=bearer(tokens))
     assert r.status_code == 200, r.text
     r = await client.post(f"{P}/auth/mfa/totp/setup", headers=bearer(tokens))
     assert (r.status_code, r.json()["code"]) == (409, "conflict")
@@ -202,7 +204,7 @@ async def test_existing_sessions_survive_enabling_and_disabling_mfa(
 async def test_a_used_code_is_refused_when_replayed(
     ctx: Context, client: httpx.AsyncClient, enrolled: Enrolled
 ) -> None:
-    """A TOTP code opens one session; the same code again (or the confirming code) is mfa_invalid."""
+    """A TOTP code opens one session; the same code again, or the confirming one, is mfa_invalid."""
     code = enrolled.code()
     assert (await mfa_step(client, await password_step(client), code)).status_code == 200
     r = await mfa_step(client, await password_step(client), code)
@@ -249,7 +251,8 @@ async def test_recovery_codes_are_single_use_any_case_with_or_without_hyphen(
     assert r.status_code == 200, r.text
     r = await mfa_step(client, await password_step(client), code)
     assert (r.status_code, r.json()["code"]) == (401, "mfa_invalid")
-    r = await mfa_step(client, await password_step(client), f" {enrolled.recovery_codes[1].upper()} ")
+    spaced = f" {enrolled.recovery_codes[1].upper()} "
+    r = await mfa_step(client, await password_step(client), spaced)
     assert r.status_code == 200, r.text
     used = await events(ctx, "mfa.recovery_code_used")
     assert [e.user_id for e in used] == [alice.id, alice.id]
@@ -260,7 +263,7 @@ async def test_recovery_codes_are_single_use_any_case_with_or_without_hyphen(
 async def test_regenerating_recovery_codes_invalidates_the_old_set(
     client: httpx.AsyncClient, enrolled: Enrolled
 ) -> None:
-    """A new set (proven by a TOTP code) works and the old set stops working; a wrong code is 422."""
+    """A new set (proven by a TOTP code) works, the old set stops working; wrong codes are 422."""
     r = await client.post(f"{P}/auth/mfa/recovery-codes", json={"code": "abcde-fghjk"},
                           headers=bearer(enrolled.tokens))
     assert (r.status_code, r.json()["code"]) == (422, "validation_failed")
@@ -334,7 +337,8 @@ async def test_five_wrong_codes_burn_the_mfa_token(make_app: Any) -> None:
             assert (r.status_code, r.json()["code"]) == (401, "mfa_invalid")
         r = await mfa_step(client, token, enrolled.code())
         assert (r.status_code, r.json()["code"]) == (401, "mfa_expired")
-        assert (await mfa_step(client, await password_step(client), enrolled.code())).status_code == 200
+        r = await mfa_step(client, await password_step(client), enrolled.code())
+        assert r.status_code == 200, r.text
     assert mfa_metric(ctx, "expired") == 1
 
 
@@ -453,10 +457,11 @@ async def test_admin_reset_needs_every_permission_of_the_target(
     resets a user's (204, audited mfa.reset with the target), and the password alone signs in."""
     await create_user(ctx, "op@example.com", ["operator"])
     await create_user(ctx)
+    root = {"email": "root@example.com", "password": PASSWORD}
     root_tokens = await login(client, "root@example.com")
     root_mfa = await enroll(client, ctx, root_tokens)
     alice_mfa = await enroll(client, ctx, await login(client))
-    r = await client.post(f"{P}/auth/login", json={"email": "root@example.com", "password": PASSWORD})
+    r = await client.post(f"{P}/auth/login", json=root)
     assert r.json()["code"] == "mfa_required"
     r = await mfa_step(client, r.json()["mfa_token"], root_mfa.code())
     root_tokens = r.json()
@@ -464,7 +469,7 @@ async def test_admin_reset_needs_every_permission_of_the_target(
 
     r = await client.delete(f"{P}/admin/users/{admin.id}/mfa", headers=bearer(op_tokens))
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
-    r = await client.post(f"{P}/auth/login", json={"email": "root@example.com", "password": PASSWORD})
+    r = await client.post(f"{P}/auth/login", json=root)
     assert r.json()["code"] == "mfa_required"
 
     alice = await ctx.accounts.user_by_email("alice@example.com")

@@ -12,7 +12,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from gatehouse.api.deps import Ctx, CurrentUser, Principal, RequirePermission, actor_of, check_origin
+from gatehouse.api.deps import (
+    Ctx,
+    CurrentUser,
+    Principal,
+    RequirePermission,
+    actor_of,
+    check_origin,
+)
 from gatehouse.api.routes.auth import cookie_mode_of, device_user_of, login_answer
 from gatehouse.api.schemas import (
     CookieLoginOut,
@@ -57,7 +64,9 @@ async def totp_setup(principal: CurrentUser, ctx: Ctx) -> JSONResponse:
 
 
 @router.post("/auth/mfa/totp/confirm", response_model=RecoveryCodesOut)
-async def totp_confirm(body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx) -> JSONResponse:
+async def totp_confirm(
+    body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx
+) -> JSONResponse:
     """Turn MFA on with a code of the pending secret; answers the recovery codes, shown once."""
     assert principal.user_id
     codes = await ctx.mfa.confirm(principal.user_id, body.code, actor_of(request, principal))
@@ -65,7 +74,9 @@ async def totp_confirm(body: MfaCodeIn, principal: CurrentUser, request: Request
 
 
 @router.delete("/auth/mfa/totp", status_code=204)
-async def totp_disable(body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx) -> Response:
+async def totp_disable(
+    body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx
+) -> Response:
     """Turn MFA off, proven by a TOTP or recovery code (wrong: 422); sessions stay."""
     assert principal.user_id
     await ctx.mfa.disable(principal.user_id, body.code, actor_of(request, principal))
@@ -73,7 +84,9 @@ async def totp_disable(body: MfaCodeIn, principal: CurrentUser, request: Request
 
 
 @router.post("/auth/mfa/recovery-codes", response_model=RecoveryCodesOut)
-async def recovery_codes(body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx) -> JSONResponse:
+async def recovery_codes(
+    body: MfaCodeIn, principal: CurrentUser, request: Request, ctx: Ctx
+) -> JSONResponse:
     """A new set of recovery codes, proven by a TOTP or recovery code; the old set stops working."""
     assert principal.user_id
     codes = await ctx.mfa.regenerate(principal.user_id, body.code, actor_of(request, principal))

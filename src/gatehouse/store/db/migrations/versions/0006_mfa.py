@@ -33,7 +33,8 @@ def upgrade() -> None:
     sa.Column('last_used_step', sa.BigInteger(), nullable=False, server_default='0'),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('enabled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_mfa_user_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_mfa_user_id_users'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', name=op.f('pk_user_mfa'))
     )
     op.create_table('mfa_recovery_codes',
@@ -42,11 +43,13 @@ def upgrade() -> None:
     sa.Column('code_hash', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_mfa_recovery_codes_user_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'],
+                            name=op.f('fk_mfa_recovery_codes_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_recovery_codes'))
     )
     with op.batch_alter_table('mfa_recovery_codes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_mfa_recovery_codes_user_id'), ['user_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mfa_recovery_codes_user_id'), ['user_id'],
+                              unique=False)
 
 
 def downgrade() -> None:
