@@ -70,6 +70,15 @@ def test_login_success_ignores_wrong_passwords_and_throttling() -> None:
     assert (login.measured, login.ok) == (1999 / 2002, False)
 
 
+def test_login_success_counts_a_second_factor_login_once() -> None:
+    """A login through the second factor (mfa_required, then success) is one successful login."""
+    metrics = Metrics()
+    metrics.logins.labels("mfa_required").inc(1000)
+    metrics.logins.labels("success").inc(1000)
+    login = checks_of(metrics)["login_success"]
+    assert (login.measured, login.ok) == (1.0, True)
+
+
 def test_refresh_latency_is_the_average_in_ms() -> None:
     """Refreshes of 20 and 40 ms average 30 ms, inside the 100 ms target; 150 ms ones breach it."""
     metrics = Metrics()
