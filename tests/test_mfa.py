@@ -8,6 +8,7 @@ authenticator app does). The service's clock is pinned through its seam
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +23,7 @@ from gatehouse.audit.service import CLI
 from gatehouse.context import Context
 from gatehouse.store.db.models import AuditEvent, MfaRecoveryCode, Session, User, UserMfa
 from tests._abuse_helpers import COOKIE_MODE, browser, metric, set_cookies
-from tests.conftest import PASSWORD, asgi_client, bearer, create_user, login, run_cli
+from tests.conftest import PASSWORD, REDIS_URL, asgi_client, bearer, create_user, login, run_cli
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
@@ -537,3 +538,22 @@ async def test_a_secret_sealed_under_another_encryption_key_is_a_wrong_code_not_
         for code in (enrolled.code(), enrolled.recovery_codes[0]):
             r = await mfa_step(client, await password_step(client), code)
             assert (r.status_code, r.json()["code"]) == (401, "mfa_invalid")
+
+
+@pytest.mark.asyncio
+async def test_an_mfa_token_from_one_instance_is_redeemed_once_on_another(make_app: Any) -> None:
+    """With REDIS_URL, the second step may reach another instance, which spends the token for
+    both: the first instance then answers mfa_expired."""
+    prefix = f"mfa{uuid.uuid4().hex[:8]}:"
+    one = make_app(REDIS_URL=REDIS_URL, GATEHOUSE_REDIS_PREFIX=prefix)
+    other = make_app(REDIS_URL=REDIS_URL, GATEHOUSE_REDIS_PREFIX=prefix)
+    await create_user(one.state.ctx)
+    async with asgi_client(one) as first, asgi_client(other) as second:
+        enrolled = await enroll(first, one.state.ctx, await login(first))
+        other.state.ctx.mfa.clock = enrolled.clock
+        token = await password_step(first)
+        r = await mfa_step(second, token, enrolled.code())
+        assert r.status_code == 200, r.text
+        enrolled.clock.now += 30
+        r = await mfa_step(first, token, enrolled.code())
+        assert (r.status_code, r.json()["code"]) == (401, "mfa_expired")
