@@ -99,43 +99,41 @@ def loaded_server(
 def test_64_threads_across_expiries_refresh_once_per_expiry(loaded_server: Server) -> None:
     """64 threads share one Client for 10 s of 2 s tokens: no failure, one refresh per expiry."""
     failures: list[BaseException] = []
-    done = [0]
+    done = [0] * 64  # successful requests per thread
     started = time.monotonic()
     with Client(loaded_server.url) as gh:
         gh.login(EMAIL, PASSWORD)
         deadline = time.monotonic() + DURATION
 
-        def worker() -> None:
+        def worker(thread: int) -> None:
             while time.monotonic() < deadline:
                 try:
                     assert gh.get("/api/v1/auth/validate").json()["active"] is True
-                    done[0] += 1
+                    done[thread] += 1
                 except BaseException as exc:  # every failure is a defect here
                     failures.append(exc)
                 time.sleep(0.05)
 
-        threads = [threading.Thread(target=worker) for _ in range(64)]
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(64)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     span = time.monotonic() - started
     assert failures == []
-    assert done[0] > 1000
+    assert min(done) >= 1, done  # see the 256-task test for why there is no rate floor
     assert_one_refresh_per_expiry(refresh_counts(loaded_server.url), DURATION, span)
 
 
 def test_256_asyncio_tasks_across_expiries_refresh_once_per_expiry(loaded_server: Server) -> None:
     """256 tasks share an AsyncClient for 10 s of 2 s tokens: no failure, one refresh per expiry."""
 
-    async def main() -> tuple[list[BaseException], list[int], set[int]]:
+    async def main() -> tuple[list[BaseException], list[int]]:
         failures: list[BaseException] = []
         done = [0] * 256  # successful requests per task
-        seconds: set[int] = set()  # the seconds of the traffic window in which one succeeded
         async with AsyncClient(loaded_server.url) as gh:
             await gh.login(EMAIL, PASSWORD)
-            begun = time.monotonic()
-            deadline = begun + DURATION
+            deadline = time.monotonic() + DURATION
 
             async def worker(task: int) -> None:
                 while time.monotonic() < deadline:
@@ -143,22 +141,21 @@ def test_256_asyncio_tasks_across_expiries_refresh_once_per_expiry(loaded_server
                         r = await gh.get("/api/v1/auth/validate")
                         assert r.json()["active"] is True
                         done[task] += 1
-                        seconds.add(int(time.monotonic() - begun))
                     except Exception as exc:  # every failure is a defect here
                         failures.append(exc)
                     await asyncio.sleep(0.2)
 
             await asyncio.gather(*[worker(task) for task in range(256)])
-        return failures, done, seconds
+        return failures, done
 
     started = time.monotonic()
-    failures, done, seconds = asyncio.run(main())
+    failures, done = asyncio.run(main())
     span = time.monotonic() - started
     assert failures == []
-    # Every task got answers, and requests succeeded in every second, so across every expiry.
-    # (No rate floor: the one event loop's CPU bounds it, from 40 to 400 req/s by machine load.)
+    # Every task got answers. The SDK refreshes only for a request, so the refresh count's
+    # lower bound shows the traffic crossed every expiry. No rate floor: the client's CPU
+    # sets the rate (40 to 400 req/s here, by machine load), not the SDK.
     assert min(done) >= 1, done
-    assert seconds >= set(range(int(DURATION))), sorted(seconds)
     assert_one_refresh_per_expiry(refresh_counts(loaded_server.url), DURATION, span)
 
 
