@@ -53,6 +53,26 @@ def status(
 
 
 @app.command()
+def check() -> None:
+    """Compare the live schema with the models: exit 1 with one line per difference."""
+    from gatehouse.store.db import drift
+
+    settings = settings_or_exit()
+    found: list[list[str]] = []
+    _migration_call("check", lambda: found.append(drift.differences(settings.database_url)))
+    if not found[0]:
+        out.print("schema matches the models")
+        return
+    out.print(f"schema drift: {len(found[0])} difference(s) between the database and the models",
+              soft_wrap=True)
+    for line in found[0]:
+        out.print(f"  {line}", soft_wrap=True, markup=False)
+    out.print("if migrations are pending run `gatehouse db upgrade`; otherwise the database "
+              "was changed by hand: restore it or write a migration", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations up to REVISION (default: head)."""
     settings = settings_or_exit()

@@ -159,6 +159,25 @@ async def _services(settings: Settings) -> list[DoctorCheck]:
     ]
 
 
+def _schema(settings: Settings) -> DoctorCheck:
+    """`gatehouse db check`: the live schema against the models."""
+    from gatehouse.store.db import drift
+    from gatehouse.store.db.engine import is_database_outage
+
+    try:
+        found = drift.differences(settings.database_url)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        return DoctorCheck("schema", False, f"cannot reach the database ({type(exc).__name__})",
+                           "check DATABASE_URL")
+    if not found:
+        return DoctorCheck("schema", True, "matches the models")
+    shown = "; ".join(found[:3]) + (" ..." if len(found) > 3 else "")
+    return DoctorCheck("schema", False, f"{len(found)} difference(s): {shown}",
+                       "run `gatehouse db check` for the list")
+
+
 def run_checks(online: bool = False) -> list[DoctorCheck]:
     import asyncio
 
@@ -169,6 +188,8 @@ def run_checks(online: bool = False) -> list[DoctorCheck]:
     checks = [DoctorCheck("settings", True, "all variables valid")]
     checks += _secrets(settings)
     checks += asyncio.run(_services(settings))
+    if all(c.ok for c in checks if c.name in {"database", "migrations"}):
+        checks.append(_schema(settings))  # drift only means something on a migrated database
     checks += _integrations(settings, online)
     checks.append(_mail(settings, online))
     checks.append(check_runtime())
