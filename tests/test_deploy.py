@@ -372,3 +372,25 @@ def test_compose_mounts_files_that_exist() -> None:
         (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
     assert datasource["uid"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
 
+
+
+# -- the runbook the alerts point at ------------------------------------------------------------
+
+
+def test_every_runbook_url_has_its_section() -> None:
+    """Each alert's runbook_url anchor is a section of docs/runbook.md, which covers the issue's
+    situations and the rollback plan, and README and docs/operations.md link to it."""
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>\n## ', runbook))
+    for rule in alert_rules():
+        assert rule["annotations"]["runbook_url"].split("#", 1)[1] in anchors, rule["alert"]
+    assert {"users-logged-out-unexpectedly", "refresh-failing-or-slow", "auth-error-storm",
+            "secrets-missing-or-rotated", "migrations-out-of-date", "pool-exhaustion",
+            "redis-down", "token-theft-alert", "rollback-plan"} <= anchors
+    linked = set(re.findall(r"\]\(#([a-z0-9-]+)\)", runbook))
+    assert linked <= anchors
+    for command in ("gatehouse db downgrade", "gatehouse cache clear", "gatehouse db upgrade",
+                    "gatehouse sessions revoke-all", "gatehouse logs analyze"):
+        assert command in runbook
+    assert "(docs/runbook.md)" in (ROOT / "README.md").read_text()
+    assert "(runbook.md)" in (ROOT / "docs" / "operations.md").read_text()
