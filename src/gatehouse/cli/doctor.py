@@ -166,11 +166,13 @@ def _schema(settings: Settings) -> DoctorCheck:
 
     try:
         found = drift.differences(settings.database_url)
-    except Exception as exc:
-        if not is_database_outage(exc):
-            raise
-        return DoctorCheck("schema", False, f"cannot reach the database ({type(exc).__name__})",
-                           "check DATABASE_URL")
+    except Exception as exc:  # one failed check, never a traceback
+        if is_database_outage(exc):
+            return DoctorCheck("schema", False,
+                               f"cannot reach the database ({type(exc).__name__})",
+                               "check DATABASE_URL")
+        return DoctorCheck("schema", False, f"comparison failed ({type(exc).__name__})",
+                           "run `gatehouse db check`")
     if not found:
         return DoctorCheck("schema", True, "matches the models")
     shown = "; ".join(found[:3]) + (" ..." if len(found) > 3 else "")
