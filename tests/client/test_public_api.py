@@ -22,12 +22,17 @@ def test_exported_names_are_locked() -> None:
         "ApiError",
         "AsyncClient",
         "Client",
+        "EmailUnverified",
         "FileTokenStore",
         "Forbidden",
         "GatehouseAuth",
         "InvalidCredentials",
         "KeyringTokenStore",
+        "LinkInvalid",
         "MemoryTokenStore",
+        "MfaExpired",
+        "MfaInvalid",
+        "MfaRequired",
         "NotAuthenticated",
         "RateLimited",
         "RetryPolicy",
@@ -73,7 +78,26 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
         }
 
     assert surface(gatehouse.client.Client) == surface(gatehouse.client.AsyncClient)
-    for name in ("login", "logout", "get", "post", "put", "patch", "delete", "profile", "request"):
+    for name in (
+        "login",
+        "logout",
+        "get",
+        "post",
+        "put",
+        "patch",
+        "delete",
+        "profile",
+        "request",
+        "login_mfa",
+        "forgot_password",
+        "reset_password",
+        "request_email_verification",
+        "verify_email",
+        "mfa_setup",
+        "mfa_confirm",
+        "mfa_disable",
+        "mfa_recovery_codes",
+    ):
         assert inspect.iscoroutinefunction(getattr(gatehouse.client.AsyncClient, name))
 
 

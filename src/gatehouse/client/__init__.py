@@ -24,14 +24,20 @@ no HTTP answer was received)::
     ├── TransportError        no HTTP answer after retries (connect error, timeout)
     ├── InvalidCredentials    401 invalid_credentials from login
     ├── NotAuthenticated      401 that does not end a session (token_missing, api_key_invalid, ...)
+    │   ├── MfaRequired       login: password right, second factor needed; has mfa_token, methods
+    │   ├── MfaInvalid        login_mfa: wrong or reused code; retry with the same mfa_token
+    │   ├── MfaExpired        login_mfa: mfa_token spent or too old; log in again
     │   └── SessionExpired    the session is over: refresh_invalid, refresh_expired,
     │                         refresh_reused, session_revoked; the token store was cleared
+    ├── LinkInvalid           400 link_invalid: a reset/verification token that is used,
+    │                         superseded or expired; ask for a new email
     ├── Forbidden             403 (forbidden, csrf_failed, account_disabled): the session is kept
+    │   └── EmailUnverified   login: right password, address not verified (server requires it)
     ├── RateLimited           429 (rate_limited, login_throttled) after retries; has retry_after
     └── ServiceUnavailable    502, 503, 504 after retries; has retry_after when the server sent one
 
 Only :class:`SessionExpired` means "log in again"; nothing else clears the
-token store.
+token store (the second-factor and recovery errors never do).
 
 This package imports only the standard library, ``httpx`` and ``filelock``
 (``keyring`` on demand), never the Gatehouse server.
@@ -42,8 +48,13 @@ from ._auth import GatehouseAuth
 from ._client import Client
 from ._exceptions import (
     ApiError,
+    EmailUnverified,
     Forbidden,
     InvalidCredentials,
+    LinkInvalid,
+    MfaExpired,
+    MfaInvalid,
+    MfaRequired,
     NotAuthenticated,
     RateLimited,
     ServiceUnavailable,
@@ -59,12 +70,17 @@ __all__ = [
     "ApiError",
     "AsyncClient",
     "Client",
+    "EmailUnverified",
     "FileTokenStore",
     "Forbidden",
     "GatehouseAuth",
     "InvalidCredentials",
     "KeyringTokenStore",
+    "LinkInvalid",
     "MemoryTokenStore",
+    "MfaExpired",
+    "MfaInvalid",
+    "MfaRequired",
     "NotAuthenticated",
     "RateLimited",
     "RetryPolicy",

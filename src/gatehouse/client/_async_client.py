@@ -12,12 +12,15 @@ from typing import Any, Self
 
 import httpx
 
+from . import _calls
 from ._base import PROFILE_PATH, BaseClient
+from ._calls import Call
 from ._exceptions import ApiError
-from ._refresh import LOGIN_PATH, LOGOUT_PATH, read_token_pair
+from ._refresh import LOGOUT_PATH
 from ._retry import RetryPolicy
 from ._send import asend_with_retries
 from ._stores import TokenStore
+from ._tokens import TokenSet
 
 
 class AsyncClient(BaseClient):
@@ -41,13 +44,60 @@ class AsyncClient(BaseClient):
         """Log in and store the session; return the user (see :meth:`Client.login`)."""
         if not force and (user := self._stored_user(email)) is not None:
             return user
-        request = self._http.build_request(
-            "POST", self._api_url(LOGIN_PATH), json=self._login_body(email, password)
-        )
+        return await self._sign_in(_calls.login(email, password))
+
+    async def login_mfa(self, mfa_token: str, code: str) -> dict[str, Any]:
+        """Finish a login that raised :class:`MfaRequired` (see :meth:`Client.login_mfa`)."""
+        return await self._sign_in(_calls.login_mfa(mfa_token, code))
+
+    async def forgot_password(self, email: str) -> None:
+        """Ask for a password-reset email (see :meth:`Client.forgot_password`)."""
+        await self._call(_calls.forgot_password(email))
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Set a new password with a reset token (see :meth:`Client.reset_password`)."""
+        await self._call(_calls.reset_password(token, new_password))
+
+    async def request_email_verification(self, email: str | None = None) -> None:
+        """Ask for a verification email (see :meth:`Client.request_email_verification`)."""
+        await self._call(_calls.request_email_verification(email))
+
+    async def verify_email(self, token: str) -> None:
+        """Mark the address verified (see :meth:`Client.verify_email`)."""
+        await self._call(_calls.verify_email(token))
+
+    async def mfa_setup(self) -> dict[str, Any]:
+        """Start TOTP enrolment (see :meth:`Client.mfa_setup`)."""
+        result: dict[str, Any] = await self._call(_calls.mfa_setup())
+        return result
+
+    async def mfa_confirm(self, code: str) -> list[str]:
+        """Turn MFA on; return the recovery codes (see :meth:`Client.mfa_confirm`)."""
+        result: list[str] = await self._call(_calls.mfa_confirm(code))
+        return result
+
+    async def mfa_disable(self, code: str) -> None:
+        """Turn MFA off (see :meth:`Client.mfa_disable`)."""
+        await self._call(_calls.mfa_disable(code))
+
+    async def mfa_recovery_codes(self, code: str) -> list[str]:
+        """Replace the recovery codes (see :meth:`Client.mfa_recovery_codes`)."""
+        result: list[str] = await self._call(_calls.mfa_recovery_codes(code))
+        return result
+
+    async def _call(self, call: Call) -> Any:
+        request = self._build_call(self._http, call)
         response = await asend_with_retries(
-            self._http, request, auth=None, policy=self._retry, idempotent=False
+            self._http,
+            request,
+            auth=self._call_auth(call),
+            policy=self._retry,
+            idempotent=call.idempotent,
         )
-        tokens = read_token_pair(response)
+        return call.parse(response)
+
+    async def _sign_in(self, call: Call) -> dict[str, Any]:
+        tokens: TokenSet = await self._call(call)
         await self._keeper.asave(tokens)
         return dict(tokens.user or {})
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from ._auth import GatehouseAuth
+from ._calls import Call
 from ._exceptions import ApiError, NotAuthenticated, SessionExpired
 from ._problem import error_from_response
 from ._retry import RetryPolicy, is_idempotent
@@ -95,9 +96,12 @@ class BaseClient:
             return None  # the store holds somebody else's session
         return dict(tokens.user or {})
 
-    @staticmethod
-    def _login_body(email: str, password: str) -> dict[str, str]:
-        return {"email": email, "password": password}
+    def _build_call(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        return http.build_request(call.method, self._api_url(call.path), json=call.json)
+
+    def _call_auth(self, call: Call) -> httpx.Auth | None:
+        # Only calls that act on the signed-in user carry (and may refresh) the session.
+        return self._auth if call.authenticated else None
 
     @staticmethod
     def _logout_error(response: httpx.Response) -> ApiError | None:

@@ -13,12 +13,15 @@ from typing import Any, Self
 
 import httpx
 
+from . import _calls
 from ._base import PROFILE_PATH, BaseClient
+from ._calls import Call
 from ._exceptions import ApiError
-from ._refresh import LOGIN_PATH, LOGOUT_PATH, read_token_pair
+from ._refresh import LOGOUT_PATH
 from ._retry import RetryPolicy
 from ._send import send_with_retries
 from ._stores import TokenStore
+from ._tokens import TokenSet
 
 
 class Client(BaseClient):
@@ -49,18 +52,76 @@ class Client(BaseClient):
 
         If the store already holds a session for this email it is reused and
         no request is made, unless ``force``. Raises :class:`InvalidCredentials`
-        for a wrong email or password, :class:`Forbidden` for a disabled account
-        and :class:`RateLimited` when login is throttled.
+        for a wrong email or password, :class:`MfaRequired` (with ``mfa_token``)
+        when the account has a second factor, :class:`Forbidden` for a disabled
+        account (:class:`EmailUnverified` for an unverified address when the
+        server requires one) and :class:`RateLimited` when login is throttled.
         """
         if not force and (user := self._stored_user(email)) is not None:
             return user
-        request = self._http.build_request(
-            "POST", self._api_url(LOGIN_PATH), json=self._login_body(email, password)
-        )
+        return self._sign_in(_calls.login(email, password))
+
+    def login_mfa(self, mfa_token: str, code: str) -> dict[str, Any]:
+        """Finish a login that raised :class:`MfaRequired`; store the session and return the user.
+
+        ``code`` is a TOTP code or a recovery code. Raises :class:`MfaInvalid`
+        for a wrong or reused code (try again with the same ``mfa_token``) and
+        :class:`MfaExpired` when the ``mfa_token`` is spent (log in again); the
+        token store is left as it was.
+        """
+        return self._sign_in(_calls.login_mfa(mfa_token, code))
+
+    def forgot_password(self, email: str) -> None:
+        """Ask for a password-reset email; the server answers the same for unknown addresses."""
+        self._call(_calls.forgot_password(email))
+
+    def reset_password(self, token: str, new_password: str) -> None:
+        """Set a new password with the token of a reset email; every session of the user ends.
+
+        Raises :class:`LinkInvalid` for a used, superseded or expired token.
+        """
+        self._call(_calls.reset_password(token, new_password))
+
+    def request_email_verification(self, email: str | None = None) -> None:
+        """Ask for a verification email: for the signed-in user, or for ``email`` (no session)."""
+        self._call(_calls.request_email_verification(email))
+
+    def verify_email(self, token: str) -> None:
+        """Mark the address verified with a verification email's token (:class:`LinkInvalid`)."""
+        self._call(_calls.verify_email(token))
+
+    def mfa_setup(self) -> dict[str, Any]:
+        """Start TOTP enrolment for the signed-in user; return ``{"secret", "otpauth_uri"}``."""
+        result: dict[str, Any] = self._call(_calls.mfa_setup())
+        return result
+
+    def mfa_confirm(self, code: str) -> list[str]:
+        """Turn MFA on with an authenticator code; return the recovery codes (shown once)."""
+        result: list[str] = self._call(_calls.mfa_confirm(code))
+        return result
+
+    def mfa_disable(self, code: str) -> None:
+        """Turn MFA off, proven with a TOTP or recovery code."""
+        self._call(_calls.mfa_disable(code))
+
+    def mfa_recovery_codes(self, code: str) -> list[str]:
+        """Replace the recovery codes (the old set stops working); return the new ones."""
+        result: list[str] = self._call(_calls.mfa_recovery_codes(code))
+        return result
+
+    def _call(self, call: Call) -> Any:
+        request = self._build_call(self._http, call)
         response = send_with_retries(
-            self._http, request, auth=None, policy=self._retry, idempotent=False
+            self._http,
+            request,
+            auth=self._call_auth(call),
+            policy=self._retry,
+            idempotent=call.idempotent,
         )
-        tokens = read_token_pair(response)
+        return call.parse(response)
+
+    def _sign_in(self, call: Call) -> dict[str, Any]:
+        tokens: TokenSet = self._call(call)
         self._keeper.save(tokens)
         return dict(tokens.user or {})
 

@@ -9,8 +9,13 @@ from typing import Any
 
 __all__ = [
     "ApiError",
+    "EmailUnverified",
     "Forbidden",
     "InvalidCredentials",
+    "LinkInvalid",
+    "MfaExpired",
+    "MfaInvalid",
+    "MfaRequired",
     "NotAuthenticated",
     "RateLimited",
     "ServiceUnavailable",
@@ -97,8 +102,41 @@ class SessionExpired(NotAuthenticated):
     """
 
 
+class MfaRequired(NotAuthenticated):
+    """Login: the password was right and a second factor is needed; no session was opened.
+
+    Call ``login_mfa(error.mfa_token, code)`` with a code of one of ``methods``
+    (``"totp"``, ``"recovery_code"``). The ``mfa_token`` is single use and lives
+    5 minutes; it is never part of ``str()`` or ``repr()``.
+    """
+
+    #: The single-use token for ``login_mfa`` (set from the problem body).
+    mfa_token: str = ""
+    #: The accepted second factors, e.g. ``("totp", "recovery_code")``.
+    methods: tuple[str, ...] = ()
+
+
+class MfaInvalid(NotAuthenticated):
+    """``login_mfa``: wrong or already-used code; ask for another one, same ``mfa_token``."""
+
+
+class MfaExpired(NotAuthenticated):
+    """``login_mfa``: the ``mfa_token`` is unknown, used, too old or burned: log in again."""
+
+
+class LinkInvalid(ApiError):
+    """400: a reset or verification token that is unknown, used, superseded or expired."""
+
+
 class Forbidden(ApiError):
     """403: authenticated but not allowed. Never a reason to log out."""
+
+
+class EmailUnverified(Forbidden):
+    """Login: right password, but the server requires a verified address first.
+
+    Ask for a link with ``request_email_verification(email)`` (no session needed).
+    """
 
 
 class RateLimited(ApiError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
@@ -17,8 +17,13 @@ import httpx
 from . import _clock
 from ._exceptions import (
     ApiError,
+    EmailUnverified,
     Forbidden,
     InvalidCredentials,
+    LinkInvalid,
+    MfaExpired,
+    MfaInvalid,
+    MfaRequired,
     NotAuthenticated,
     RateLimited,
     ServiceUnavailable,
@@ -31,6 +36,14 @@ SESSION_OVER_CODES: Final = frozenset(
 )
 #: 401 codes that mean "refresh the access token, then retry once".
 REFRESHABLE_CODES: Final = frozenset({"token_expired", "token_invalid"})
+#: Codes with a class of their own, by (status, code); none of them ends a session.
+CODE_CLASSES: Final[dict[tuple[int, str], type[ApiError]]] = {
+    (401, "mfa_required"): MfaRequired,
+    (401, "mfa_invalid"): MfaInvalid,
+    (401, "mfa_expired"): MfaExpired,
+    (400, "link_invalid"): LinkInvalid,
+    (403, "email_unverified"): EmailUnverified,
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,9 @@ class Problem:
     detail: str
     request_id: str | None
     retry_after: float | None
+    #: ``mfa_required`` only: the second step's token and the accepted methods.
+    mfa_token: str = field(default="", repr=False)
+    methods: tuple[str, ...] = ()
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -82,12 +98,18 @@ def read_problem(response: httpx.Response) -> Problem:
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if retry_after is None and isinstance(fields.get("retry_after"), (int, float)):
         retry_after = max(0.0, float(fields["retry_after"]))
+    mfa_token = fields.get("mfa_token")
+    methods = fields.get("methods")
+    if not isinstance(methods, list):
+        methods = []
     return Problem(
         status=response.status_code,
         code=code if isinstance(code, str) and code else f"http_{response.status_code}",
         detail=detail if isinstance(detail, str) and detail else response.reason_phrase,
         request_id=request_id if isinstance(request_id, str) else None,
         retry_after=retry_after,
+        mfa_token=mfa_token if isinstance(mfa_token, str) else "",
+        methods=tuple(m for m in methods if isinstance(m, str)),
     )
 
 
@@ -98,6 +120,8 @@ def problem_code(response: httpx.Response) -> str:
 
 def error_class(status: int, code: str) -> type[ApiError]:
     """Choose the exception class for an HTTP status and problem code."""
+    if (cls := CODE_CLASSES.get((status, code))) is not None:
+        return cls
     if status == 401:
         if code in SESSION_OVER_CODES:
             return SessionExpired
@@ -117,10 +141,14 @@ def error_from_response(response: httpx.Response) -> ApiError:
     """Build the exception that describes an error response (status >= 400)."""
     problem = read_problem(response)
     cls = error_class(problem.status, problem.code)
-    return cls(
+    error = cls(
         problem.detail,
         status=problem.status,
         code=problem.code,
         request_id=problem.request_id,
         retry_after=problem.retry_after,
     )
+    if isinstance(error, MfaRequired):
+        error.mfa_token = problem.mfa_token
+        error.methods = problem.methods
+    return error
