@@ -112,6 +112,8 @@ def assert_logs_in(base: str, email: str, password: str) -> None:
                    timeout=10)
     assert r.status_code == 200, r.text
     assert "admin" in r.json()["user"]["roles"]
+    if email == "admin@example.com":  # the --dev admin can sign in under REQUIRE_VERIFIED_EMAIL
+        assert r.json()["user"]["email_verified"] is True
 
 
 def user_count(db: Path) -> int:
