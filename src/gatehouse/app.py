@@ -103,9 +103,11 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
             log.warning("startup_warm_up_failed", error=type(exc).__name__)
         poller = asyncio.create_task(_follow_revocations(ctx))
         ctx.mailer.start()  # email goes out from here, never on the request path (API.md §8)
+        ctx.alerts.start()  # Slack alerts too (API.md §6 GATEHOUSE_ALERTS)
         yield
         poller.cancel()
         await ctx.mailer.stop()
+        await ctx.alerts.stop()
         await ctx.close()
 
     app = FastAPI(

@@ -17,6 +17,7 @@ from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import Revocations
 from gatehouse.auth.sessions import SessionPolicy, SessionService
 from gatehouse.auth.throttle import LoginThrottle, ThrottlePolicy
+from gatehouse.notify.alerts import Alerts
 from gatehouse.notify.mail import Mailer
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits
@@ -47,6 +48,7 @@ class Context:
     api_keys: ApiKeyService
     rate_limits: RateLimits
     mailer: Mailer
+    alerts: Alerts
     recovery: Recovery
     mfa: MfaService
     mfa_login: MfaLogin
@@ -102,9 +104,10 @@ class Context:
             ip_window=settings.login_ip_window,
         ))
         challenges = MfaChallenges(kv, settings.mfa_token_ttl)
+        alerts = Alerts(settings, metrics)
         sessions = SessionService(
             db=db, keys=server_keys, tokens=tokens, hasher=hasher, revocations=revocations,
-            throttle=throttle, metrics=metrics, challenges=challenges,
+            throttle=throttle, metrics=metrics, challenges=challenges, alerts=alerts,
             units=UnitRunner(engine, settings.database_url),
             policy=SessionPolicy(
                 require_verified_email=settings.require_verified_email,
@@ -122,17 +125,19 @@ class Context:
         mailer = Mailer(settings, metrics)
         recovery = Recovery(db=db, accounts=accounts, mailer=mailer, settings=settings)
         mfa = MfaService(db=db, keys=server_keys, throttle=throttle, cache=accounts.cache,
-                         issuer=settings.mfa_issuer)
+                         issuer=settings.mfa_issuer, alerts=alerts)
         mfa_login = MfaLogin(db=db, mfa=mfa, sessions=sessions, challenges=challenges)
         return cls(
             settings=settings, engine=engine, db=db, kv=kv, metrics=metrics, hasher=hasher,
             server_keys=server_keys, key_ring=key_ring, tokens=tokens, revocations=revocations,
             throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
-            rate_limits=rate_limits, mailer=mailer, recovery=recovery, mfa=mfa,
+            rate_limits=rate_limits, mailer=mailer, alerts=alerts, recovery=recovery,
+            mfa=mfa,
             mfa_login=mfa_login,
         )
 
     async def close(self) -> None:
+        await self.alerts.close()  # the CLI has no worker: what it emitted is posted here
         self.hasher.close()
         self.sessions.units.close()
         await self.rate_limits.close()

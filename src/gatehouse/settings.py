@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Written by `gatehouse serve --dev` (0600), relative to the working directory.
 DEV_SECRETS_FILE = ".gatehouse/secrets.env"
+# Security events GATEHOUSE_ALERTS may name (API.md §6); notify/alerts.py posts them.
+ALERT_KINDS = ("reuse", "throttle_burst", "role_change", "revoke_all", "mfa_reset")
 
 
 class SettingsError(Exception):
@@ -59,6 +61,12 @@ class Settings(BaseSettings):
 
     openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
     slack_webhook_url: SecretStr | None = Field(None, alias="SLACK_WEBHOOK_URL")
+    alerts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ALERT_KINDS), alias="GATEHOUSE_ALERTS"
+    )
+    sentry_dsn: SecretStr | None = Field(None, alias="SENTRY_DSN")
+    sentry_environment: str = Field("production", min_length=1, max_length=64,
+                                    alias="SENTRY_ENVIRONMENT")
     openphone_api_key: SecretStr | None = Field(None, alias="OPENPHONE_API_KEY")
     openphone_from: str | None = Field(None, alias="OPENPHONE_FROM")
     # Where those services live; changed only to point at a relay or a local stand-in.
@@ -153,6 +161,16 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: Any) -> list[str]:
         return _csv(value)
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _alerts(cls, value: Any) -> list[str]:
+        kinds = [kind.lower() for kind in _csv(value)]
+        unknown = [kind for kind in kinds if kind not in ALERT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown alert kind {', '.join(unknown)} "
+                             f"(known: {', '.join(ALERT_KINDS)})")
+        return kinds
 
     @field_validator("database_url")
     @classmethod

@@ -39,6 +39,7 @@ from gatehouse.auth.keys import ServerKeys
 from gatehouse.auth.rbac import ensure_may_act_on
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
+from gatehouse.notify.alerts import Alerts
 from gatehouse.store.db.models import MfaRecoveryCode, User, UserMfa
 from gatehouse.users.cache import UserCache
 from gatehouse.users.service import get_user, get_user_for_update
@@ -68,9 +69,10 @@ def normalize_recovery_code(code: str) -> str:
 class MfaService:
     def __init__(
         self, *, db: async_sessionmaker[AsyncSession], keys: ServerKeys, throttle: LoginThrottle,
-        cache: UserCache, issuer: str, clock: Callable[[], float] = time.time,
+        cache: UserCache, issuer: str, alerts: Alerts, clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
+        self.alerts = alerts
         self.keys = keys
         self.throttle = throttle
         self.cache = cache
@@ -153,6 +155,8 @@ class MfaService:
             await self._turn_off(db, user_id)
             await record(db, "mfa.reset", actor, target_user_id=user_id)
         self.cache.evict(user_id)
+        self.alerts.emit("mfa_reset", user_id=user_id, email=user.email,
+                         actor=actor.user_id or "cli", ip=actor.ip)
 
     # -- checking codes -------------------------------------------------------------------
 

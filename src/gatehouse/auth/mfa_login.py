@@ -61,6 +61,7 @@ class MfaLogin:
             self.metrics.logins.labels("throttled").inc()
             async with self.db.begin() as db:
                 await record(db, "login.throttled", actor, **audit_email(challenge.email))
+            self.sessions.alerts.throttled(challenge.email, ip=actor.ip, user_id=challenge.user_id)
             raise
         if method is None:
             self.metrics.mfa.labels("invalid").inc()

@@ -49,6 +49,7 @@ from gatehouse.errors import (
     RefreshReused,
     SessionRevoked,
 )
+from gatehouse.notify.alerts import Alerts
 from gatehouse.ops.metrics import Metrics
 from gatehouse.store.db.models import RefreshToken, Session, TokenNotBefore, User
 from gatehouse.store.db.units import UnitRunner
@@ -104,8 +105,10 @@ class SessionService(SessionAdmin):
         policy: SessionPolicy,
         units: UnitRunner,
         challenges: MfaChallenges,
+        alerts: Alerts,
     ) -> None:
         self.db = db
+        self.alerts = alerts
         self.units = units
         self.keys = keys
         self.tokens = tokens
@@ -163,6 +166,7 @@ class SessionService(SessionAdmin):
             self.metrics.logins.labels("throttled").inc()
             async with self.db.begin() as db:
                 await record(db, "login.throttled", actor, **audit_email(email))
+            self.alerts.throttled(email, ip=actor.ip, user_id=user.id if user else None)
             raise
         if user is None or not verification.ok:
             self.metrics.logins.labels("invalid_credentials").inc()
@@ -323,5 +327,9 @@ class SessionService(SessionAdmin):
                 await record(db, "refresh.reuse_detected",
                              Actor(user_id, actor.ip, actor.request_id, actor.user_agent),
                              session_id=sid, target_user_id=user_id)
+                owner = await db.get(User, user_id)
+                # Possible token theft: who, from where, which session (never the token).
+                self.alerts.emit("reuse", user_id=user_id, email=owner.email if owner else None,
+                                 ip=actor.ip, session=sid[:8], request_id=actor.request_id)
         await self.revocations.revoke_sessions([sid], "reuse")
         self.metrics.sessions_revoked.labels("reuse").inc()

@@ -207,6 +207,8 @@ def revoke_all(user: str = typer.Option(None, "--user", help="Only this user's (
             ids = await ctx.sessions.revoke_everyone(db, reason="admin")
             await record(db, "sessions.revoked_all", CLI, count=len(ids), scope="all")
         await ctx.sessions.publish_revocation(ids, "admin")
+        # Posted when the context closes (Alerts.close), before the command exits.
+        ctx.alerts.emit("revoke_all", scope="all users", actor="cli", sessions=len(ids))
         return len(ids)
 
     count = with_context(settings_or_exit(), work)

@@ -75,6 +75,10 @@ class Metrics:
             "gatehouse_mail_sent_total", "Emails delivered or given up on", ["kind", "result"],
             registry=r,
         )
+        self.alerts = Counter(
+            "gatehouse_alerts_total", "Operator alerts (Slack) sent, failed or suppressed",
+            ["kind", "result"], registry=r,
+        )
         self.mfa = Counter(
             "gatehouse_auth_mfa_total", "Second-factor attempts", ["result"], registry=r
         )
@@ -95,6 +99,9 @@ class Metrics:
         for kind in ("password_reset", "email_verify", "notification", "test"):
             for outcome in ("sent", "failed"):
                 self.mail_sent.labels(kind, outcome)
+        for kind in ("reuse", "throttle_burst", "role_change", "revoke_all", "mfa_reset"):
+            for outcome in ("sent", "failed", "suppressed"):
+                self.alerts.labels(kind, outcome)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         """The pool gauges follow the engine's pool."""

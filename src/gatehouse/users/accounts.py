@@ -163,6 +163,7 @@ class AccountService:
             if "roles" in changes:
                 roles = changes["roles"]
                 if roles != list(user.roles):
+                    old_roles = list(user.roles)
                     await record(db, "user.role_changed", actor, target_user_id=user_id,
                                  old_roles=list(user.roles), roles=roles)
                     user.roles = roles
@@ -180,6 +181,9 @@ class AccountService:
         self.cache.evict(user_id)
         if roles_changed_at is not None:
             await self.sessions.revocations.roles_changed(user_id, roles_changed_at)
+            self.sessions.alerts.emit(
+                "role_change", user_id=user_id, email=user.email, actor=actor.user_id or "cli",
+                ip=actor.ip, change=f"{' '.join(old_roles)} → {' '.join(user.roles)}")
         await self.sessions.publish_revocation(revoked, "disabled")
         return user
 
@@ -216,6 +220,8 @@ class AccountService:
             ids = await self.sessions.revoke(db, user_id=user_id, reason="admin")
             await record(db, "sessions.revoked_all", actor, target_user_id=user_id, count=len(ids))
         await self.sessions.publish_revocation(ids, "admin")
+        self.sessions.alerts.emit("revoke_all", user_id=user_id, email=user.email,
+                                  actor=actor.user_id or "cli", ip=actor.ip, sessions=len(ids))
         return len(ids)
 
     async def unlock(
