@@ -11,7 +11,12 @@ reset and verification tokens are read from the emails a real SMTP server
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +26,7 @@ import httpx
 import pyotp
 import pytest
 from tests._smtp import SmtpServer, link_token
-from tests.conftest import PASSWORD, create_user, free_port
+from tests.conftest import PASSWORD, Server, create_user, free_port
 
 from gatehouse.client import (
     AsyncClient,
@@ -44,6 +49,7 @@ pytestmark = [
 ]
 
 BASE = "http://127.0.0.1:8000"
+ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "alice@example.com"
 NEW_PASSWORD = "a-brand-new-passphrase-42"
 T0 = 1_800_000_015.0  # the middle of a 30 s step
@@ -342,3 +348,46 @@ async def test_login_of_an_unverified_address_raises_email_unverified(
         assert isinstance(caught.value, Forbidden)
         assert caught.value.status == 403 and caught.value.code == "email_unverified"
         assert gh.token_store.load() is None
+
+
+# -- the guide's example -----------------------------------------------------------------
+
+
+async def test_the_guides_mfa_example_logs_in_with_a_code_on_a_real_server(
+    make_server: Callable[..., Server], alice: Any
+) -> None:
+    """docs/sdk.md's second-factor example, run as written against `gatehouse serve` for an
+    account with MFA on, takes the code on stdin and logs in."""
+    (example,) = [
+        block
+        for block in re.findall(
+            r"```python\n(.*?)```", (ROOT / "docs" / "sdk.md").read_text(), flags=re.DOTALL
+        )
+        if "login_mfa" in block
+    ]
+    server = make_server()
+    with Client(server.url) as gh:
+        gh.login(EMAIL, PASSWORD)
+        totp = pyotp.TOTP(gh.mfa_setup()["secret"])
+        gh.mfa_confirm(totp.now())
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "GATEHOUSE_URL": server.url,
+        "GATEHOUSE_EMAIL": EMAIL,
+        "GATEHOUSE_PASSWORD": PASSWORD,
+    }
+    code = totp.at(time.time() + 30)  # the next step: one step of skew is accepted
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", example],
+        input=code + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "second factor needed: totp, recovery_code" in result.stdout
+    assert f"logged in as {EMAIL}" in result.stdout
