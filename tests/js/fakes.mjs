@@ -141,7 +141,7 @@ export function fakeServer({ expiresIn = 900, refreshDelay = 0 } = {}) {
   return server;
 }
 
-/** navigator.locks for the tabs of one browser: exclusive, FIFO, abortable while waiting. */
+/** navigator.locks for the tabs of one browser: exclusive, FIFO, abortable while waiting, ifAvailable. */
 export class FakeLocks {
   constructor() {
     this.held = new Map(); // name -> clientId
@@ -174,6 +174,10 @@ export class FakeLocks {
       const signal = options?.signal;
       if (signal?.aborted) return reject(signal.reason);
       if (!this.held.has(name) && !(this.queues.get(name)?.length)) return run();
+      if (options?.ifAvailable) { // not free: the callback gets null at once
+        Promise.resolve().then(() => callback(null)).then(resolve, reject);
+        return undefined;
+      }
       const queue = this.queues.get(name) ?? [];
       queue.push(entry);
       this.queues.set(name, queue);

@@ -3,7 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "../../src/gatehouse/web/static/gatehouse-client.js";
-import { BASE, fakeBrowser, problem, settle } from "./fakes.mjs";
+import { BASE, fakeBrowser, memoryStorage, problem, settle } from "./fakes.mjs";
+import { OUTCOME_WAIT_MS } from "../../src/gatehouse/web/static/client/refresh.js";
 
 const PROFILE = "/api/v1/users/profile";
 
@@ -216,4 +217,109 @@ test("token mode with localStorage: tabs share one session and one refresh; retr
   assert.equal(last.headers.get("authorization"), `Bearer ${browser.server.access}`);
   assert.ok(![...browser.localStorage.data.keys()].some((key) => key.endsWith(":state") && browser.localStorage.data.get(key).includes("refresh-")),
     "the shared state holds no token");
+});
+
+/**
+ * A browser whose tabs hear each other late, as Chromium's renderer processes do under load:
+ * each tab reads its own copy of localStorage, and another tab's writes and BroadcastChannel
+ * messages reach it `lag` ms later (in the order they were made). Cookies and Web Locks live
+ * in the browser process and are seen at once.
+ */
+function laggyBrowser({ lag, locks = true }) {
+  const browser = fakeBrowser({ locks });
+  const views = []; // every tab's copy of localStorage
+  const channels = new Map(); // name -> Set of open channels
+  const tabEnv = browser.tabEnv.bind(browser);
+  browser.tabEnv = () => {
+    const env = tabEnv();
+    const view = memoryStorage();
+    for (const [key, value] of browser.localStorage.data) view.data.set(key, value);
+    const later = (change) => {
+      for (const other of views) if (other !== view) setTimeout(() => change(other), lag);
+    };
+    const storage = {
+      getItem: view.getItem,
+      setItem(key, value) { view.setItem(key, value); browser.localStorage.setItem(key, value); later((other) => other.setItem(key, value)); },
+      removeItem(key) { view.removeItem(key); browser.localStorage.removeItem(key); later((other) => other.removeItem(key)); },
+    };
+    views.push(view);
+    class LaggyChannel {
+      constructor(name) {
+        this.name = name;
+        this.onmessage = null;
+        if (!channels.has(name)) channels.set(name, new Set());
+        channels.get(name).add(this);
+      }
+      postMessage(data) {
+        for (const other of channels.get(this.name)) {
+          if (other !== this) setTimeout(() => other.onmessage?.({ data: structuredClone(data) }), lag);
+        }
+      }
+      close() { channels.get(this.name).delete(this); }
+    }
+    return { ...env, localStorage: storage, BroadcastChannel: LaggyChannel };
+  };
+  return browser;
+}
+
+test("a tab queued on the Web Lock hears the holder's outcome late (lag > hold): still one refresh", async (t) => {
+  // The holder publishes its outcome, holds the lock 150 ms more and lets go; the queued tab gets
+  // the lock while the outcome is still 400 ms away. It must wait for it, not refresh again.
+  const browser = laggyBrowser({ lag: 400 });
+  browser.server.refreshDelay = 100;
+  const tabs = [1, 2, 3].map(() => tabClient(browser, { lockTimeout: 3000 }));
+  t.after(() => Promise.all(tabs.map((tab) => tab.close())));
+  await tabs[0].login("ada@example.test", "pw");
+  await settle(500); // the sign-in reached every tab
+  browser.server.expireAccess();
+  const started = Date.now();
+  const answers = await Promise.all(tabs.map((tab) => tab.json(PROFILE)));
+  assert.deepEqual(answers.map((answer) => answer.id), ["u1", "u1", "u1"]);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+  assert.ok(Date.now() - started < 100 + 150 + OUTCOME_WAIT_MS, `took ${Date.now() - started} ms`);
+});
+
+test("tabs on the localStorage lease that hear each other late still make one refresh", async (t) => {
+  // Without Web Locks the lease travels with the outcome through the same (late) storage.
+  const browser = laggyBrowser({ lag: 300, locks: false });
+  browser.server.refreshDelay = 500;
+  const tabs = [1, 2].map(() => tabClient(browser, { lockTimeout: 3000 }));
+  t.after(() => Promise.all(tabs.map((tab) => tab.close())));
+  await tabs[0].login("ada@example.test", "pw");
+  await settle(400);
+  browser.server.expireAccess();
+  const first = tabs[0].json(PROFILE);
+  await settle(350); // the first tab's lease has reached the second one
+  const answers = await Promise.all([first, tabs[1].json(PROFILE)]);
+  assert.deepEqual(answers.map((answer) => answer.id), ["u1", "u1"]);
+  assert.deepEqual(browser.server.counts, { success: 1, grace: 0, login: 1 });
+});
+
+test("a Web Lock whose holder died without a word delays the refresh by the outcome wait at most", async (t) => {
+  // A crashed tab's lock is released by the browser, but no outcome and no `released` message follow.
+  const browser = fakeBrowser();
+  const client = tabClient(browser, { lockTimeout: 3000 });
+  t.after(() => client.close());
+  await client.login("ada@example.test", "pw");
+  const name = `gatehouse:${BASE}:cookie:refresh`;
+  browser.locks.holdForever(name, "crashed-tab");
+  setTimeout(() => browser.locks.release(name), 200);
+  browser.server.expireAccess();
+  const started = Date.now();
+  assert.equal((await client.json(PROFILE)).id, "u1");
+  const waited = Date.now() - started;
+  assert.equal(browser.server.counts.success, 1);
+  assert.ok(waited >= 200 + OUTCOME_WAIT_MS - 50 && waited < 200 + OUTCOME_WAIT_MS + 500, `waited ${waited} ms`);
+});
+
+test("an uncontended refresh does not wait for any other tab's outcome", async (t) => {
+  const browser = fakeBrowser();
+  const client = tabClient(browser, { lockTimeout: 3000 });
+  t.after(() => client.close());
+  await client.login("ada@example.test", "pw");
+  browser.server.expireAccess();
+  const started = Date.now();
+  assert.equal((await client.json(PROFILE)).id, "u1");
+  assert.ok(Date.now() - started < 100, `took ${Date.now() - started} ms`);
+  assert.equal(browser.server.counts.success, 1);
 });

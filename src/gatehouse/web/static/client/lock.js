@@ -12,6 +12,13 @@
  * tab's Web Lock is released by the browser; its lease expires by itself.
  * Correctness never rests on this lock: the server's idempotent grace is the
  * floor; the lock only keeps it to one request.
+ *
+ * `acquire` also says whether the lock was contended (another tab held it
+ * when we asked): then that tab may just have refreshed, and its outcome may
+ * not have reached this tab yet (localStorage and BroadcastChannel are
+ * asynchronous between renderer processes), so the caller waits for it a
+ * moment. Web Locks: an `ifAvailable` request first (no wait when free);
+ * lease: another tab's live lease was seen.
  */
 import { delay } from "./utils/delay.js";
 import { timeoutSignal } from "./utils/timeout.js";
@@ -24,6 +31,7 @@ const POLL_MS = 50;
  * @typedef {{request: Function, query?: () => Promise<{held?: Array<{name?: string, clientId?: string}>}>}} LockManagerLike
  * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void, removeItem(key: string): void}} StorageLike
  * @typedef {() => void} Release
+ * @typedef {{release: Release, contended: boolean}} Held
  */
 
 /**
@@ -47,9 +55,63 @@ export function createTabLock({ name, locks, storage }) {
   }
 
   /**
+   * The Web Lock if it is free right now ("free"), "busy" when another tab
+   * holds it, "stuck" when the lock manager gave no answer within `timeout`.
+   * @param {number} timeout
+   * @returns {Promise<Release | "busy" | "stuck">}
+   */
+  function tryWebLock(timeout) {
+    return new Promise((resolve) => {
+      let answered = false;
+      const timer = setTimeout(() => {
+        answered = true;
+        resolve("stuck");
+      }, timeout);
+      const answer = (/** @type {Release | "busy"} */ value) => {
+        clearTimeout(timer);
+        answered = true;
+        resolve(value);
+      };
+      try {
+        Promise.resolve(locks?.request(name, { ifAvailable: true }, (/** @type {unknown} */ lock) => {
+          if (answered) return undefined; // granted after we gave up: let go at once
+          if (!lock) {
+            answer("busy");
+            return undefined;
+          }
+          return new Promise((release) => answer(() => release(undefined)));
+        })).catch(() => {
+          if (!answered) answer("busy");
+        });
+      } catch {
+        answer("busy"); // a lock manager without ifAvailable: queue like everyone else
+      }
+    });
+  }
+
+  /**
    * @param {number} timeout
    * @param {AbortSignal | undefined} signal
-   * @returns {Promise<Release | null>}
+   * @returns {Promise<Held | null>}
+   */
+  async function acquireContendedWebLock(timeout, signal) {
+    const started = Date.now();
+    const first = await tryWebLock(timeout);
+    if (typeof first === "function") return { release: first, contended: false };
+    const left = timeout - (Date.now() - started);
+    if (first === "stuck" || left <= 0) {
+      stuckHolder = await holderOfWebLock();
+      return storage ? acquireLease(timeout / 2, signal) : null;
+    }
+    const release = await acquireWebLock(left, signal);
+    if (typeof release === "function") return { release, contended: true };
+    return release; // the lease after a timeout (it says itself), or null
+  }
+
+  /**
+   * @param {number} timeout
+   * @param {AbortSignal | undefined} signal
+   * @returns {Promise<Release | Held | null>}
    */
   function acquireWebLock(timeout, signal) {
     const bounded = timeoutSignal(timeout, signal);
@@ -91,10 +153,11 @@ export function createTabLock({ name, locks, storage }) {
   /**
    * @param {number} timeout
    * @param {AbortSignal | undefined} signal
-   * @returns {Promise<Release | null>}
+   * @returns {Promise<Held | null>}
    */
   async function acquireLease(timeout, signal) {
     const deadline = Date.now() + timeout;
+    let contended = false;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       const current = readLease();
@@ -106,10 +169,16 @@ export function createTabLock({ name, locks, storage }) {
         }
         await delay(SETTLE_MS, signal);
         if (readLease()?.owner === owner) {
-          return () => {
-            if (readLease()?.owner === owner) storage?.removeItem(leaseKey);
+          return {
+            release: () => {
+              if (readLease()?.owner === owner) storage?.removeItem(leaseKey);
+            },
+            contended,
           };
         }
+        contended = true; // another tab wrote its lease over ours
+      } else {
+        contended = true;
       }
       const left = deadline - Date.now();
       if (left <= 0) return null;
@@ -119,10 +188,11 @@ export function createTabLock({ name, locks, storage }) {
 
   return {
     /**
-     * The lock, or null after `timeout` ms (go alone). Rejects with the
-     * signal's reason when `signal` aborts first (the outcome arrived).
+     * The lock (and whether another tab held it first), or null after
+     * `timeout` ms (go alone). Rejects with the signal's reason when `signal`
+     * aborts first (the outcome arrived).
      * @param {{timeout: number, signal?: AbortSignal}} options
-     * @returns {Promise<Release | null>}
+     * @returns {Promise<Held | null>}
      */
     async acquire({ timeout, signal }) {
       if (locks) {
@@ -133,7 +203,7 @@ export function createTabLock({ name, locks, storage }) {
           }
           stuckHolder = null;
         }
-        return acquireWebLock(timeout, signal);
+        return acquireContendedWebLock(timeout, signal);
       }
       if (storage) return acquireLease(timeout, signal);
       return null;

@@ -7,7 +7,15 @@
  * so a tab that waited adopts it instead of refreshing again. Waiting for the
  * lock is bounded (`lockTimeout`), and ends early when the outcome arrives.
  * After the outcome is published the lock is held a moment longer, so the tabs
- * queued behind it hear the outcome before they get the lock.
+ * queued behind it hear the outcome before they get the lock; on release the
+ * holder posts a `released` message on the tab channel (after its outcome, so
+ * a tab that hears it has heard the outcome). Under load that moment is not
+ * always enough (localStorage and the channel reach other renderer processes
+ * asynchronously), so a tab that got the lock after another tab held it, and
+ * still sees the access token it observed, waits for that `released` message
+ * or a newer session (at most OUTCOME_WAIT_MS) before it refreshes itself. An
+ * uncontended lock costs no wait; a holder that died sends nothing, and the
+ * wait only delays the next refresh a little.
  *
  * The refresh request itself retries network errors, 502-504 and 429 (the
  * server answers a repeated refresh token idempotently within its grace), and
@@ -17,6 +25,8 @@
 import { ENDING_CODES, errorFromResponse } from "./errors.js";
 
 export const HOLD_AFTER_OUTCOME_MS = 150;
+/** The longest a tab that got a contended lock waits for the previous holder's outcome (ms). */
+export const OUTCOME_WAIT_MS = 1200;
 
 /**
  * @typedef {import("./session.js").SharedSession} SharedSession
@@ -54,15 +64,22 @@ async function runRefresh(shared, observed, send) {
   shared.waiters.add(outcome);
   /** @type {(() => void) | null} */
   let release = null;
+  const releasesBefore = shared.releases;
   try {
     try {
-      release = await shared.lock.acquire({ timeout: shared.config.lockTimeout, signal: outcome.signal });
+      const held = await shared.lock.acquire({ timeout: shared.config.lockTimeout, signal: outcome.signal });
+      release = held?.release ?? null;
+      // Holding the lock (or alone after the bound): did another tab refresh meanwhile?
+      shared.syncFromStore();
+      if (held?.contended && shared.issuedAt === observed && shared.hasSession
+          && shared.releases === releasesBefore) {
+        await shared.heardRelease(OUTCOME_WAIT_MS, outcome.signal);
+        shared.syncFromStore();
+      }
     } catch (error) {
       if (outcome.signal.aborted) return shared.hasSession; // another tab's outcome arrived
       throw error;
     }
-    // Holding the lock (or alone after the bound): did another tab refresh meanwhile?
-    shared.syncFromStore();
     if (shared.issuedAt !== observed) return shared.hasSession;
     if (!shared.hasSession) return false;
     shared.waiters.delete(outcome);
@@ -92,7 +109,10 @@ async function runRefresh(shared, observed, send) {
     shared.waiters.delete(outcome);
     if (release) {
       const unlock = release;
-      setTimeout(unlock, HOLD_AFTER_OUTCOME_MS);
+      setTimeout(() => {
+        shared.channel.post({ type: "released", scope: shared.scope });
+        unlock();
+      }, HOLD_AFTER_OUTCOME_MS);
     }
   }
 }

@@ -62,6 +62,10 @@ export class SharedSession {
     this.inflight = null;
     /** @type {Set<AbortController>} refreshes waiting for the lock: aborted when an outcome arrives */
     this.waiters = new Set();
+    /** How many `released` messages (another tab let go of the refresh lock) this tab has heard. */
+    this.releases = 0;
+    /** @type {Set<() => void>} called on each `released` message */
+    this.releaseListeners = new Set();
     /** @type {Set<Member>} */
     this.members = new Set();
     /** @type {ReturnType<typeof setTimeout> | null} */
@@ -161,10 +165,45 @@ export class SharedSession {
     this.channel.post({ type: "state", scope: this.scope, ...state, user: this.user });
   }
 
+  /**
+   * Resolves when another tab's `released` message arrives, or after `ms`;
+   * rejects with the signal's reason when `signal` aborts (a newer session
+   * was adopted, or the session ended). The storage is read meanwhile too.
+   * @param {number} ms
+   * @param {AbortSignal} signal
+   * @returns {Promise<void>}
+   */
+  heardRelease(ms, signal) {
+    return new Promise((resolve, reject) => {
+      const stop = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.releaseListeners.delete(done);
+        signal.removeEventListener("abort", aborted);
+      };
+      const done = () => {
+        stop();
+        resolve();
+      };
+      const aborted = () => {
+        stop();
+        reject(signal.reason);
+      };
+      const timer = setTimeout(done, ms);
+      const poll = setInterval(() => this.syncFromStore(), 50);
+      this.releaseListeners.add(done);
+      if (signal.aborted) aborted();
+      else signal.addEventListener("abort", aborted, { once: true });
+    });
+  }
+
   /** @param {Record<string, any>} message */
   receive(message) {
     if (message.type === "state" && message.scope === this.scope) {
       this.adopt(message);
+    } else if (message.type === "released" && message.scope === this.scope) {
+      this.releases += 1;
+      for (const listener of [...this.releaseListeners]) listener();
     } else if (message.type === "ended") {
       const sameScope = message.scope === this.scope;
       const sameUser = message.all === true && this.user !== null && message.userId === this.user.id;
