@@ -21,6 +21,7 @@ from gatehouse.api.routes import admin, auth, docs, mfa, ops, push, recovery, us
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
+from gatehouse.ops import sentry
 from gatehouse.settings import Settings
 from gatehouse.users.recovery import prune_links
 
@@ -90,6 +91,7 @@ def _add_routes(app: FastAPI, router: APIRouter, *, prefix: str, deprecated: boo
 
 def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     ctx = context or Context.build(settings)
+    sentry.setup(settings)  # SENTRY_DSN: unhandled errors and browser reports (ops/sentry.py)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

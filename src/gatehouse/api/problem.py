@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from gatehouse import errors
+from gatehouse.ops import sentry
 from gatehouse.store.db.engine import outage_of
 
 log = structlog.get_logger("gatehouse.api")
@@ -133,6 +134,7 @@ def unexpected_response(exc: BaseException, request_id: str | None, retry_after:
     # Only the type and the frames: exception text can carry SQL parameters or input.
     log.error("unhandled_exception", error=type(exc).__name__, request_id=request_id,
               frames=safe_frames(exc))
+    sentry.capture_exception(exc, request_id)  # when SENTRY_DSN is set; redacted there
     return problem_response(errors.InternalError(), request_id)
 
 

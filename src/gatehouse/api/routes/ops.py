@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from gatehouse.api.deps import Ctx, Principal, RequirePermission, authenticate, client_ip
 from gatehouse.api.schemas import ClientErrorIn, ClientErrorOut, Page
 from gatehouse.errors import PermissionDenied
+from gatehouse.ops import sentry
 from gatehouse.ops.client_errors import page_url, recent_client_errors
 from gatehouse.ops.health import readiness
 
@@ -70,6 +71,9 @@ async def report_client_error(body: ClientErrorIn, request: Request, ctx: Ctx) -
                 reported_request_id=body.request_id,
                 request_id=request.scope["state"].get("request_id"))
     ctx.metrics.client_errors.inc()
+    sentry.client_error(body.message, url=page_url(body.url), stack=body.stack,
+                        reported_request_id=body.request_id,
+                        request_id=request.scope["state"].get("request_id"))
     recent_client_errors(request.app.state).add(
         message=body.message, url=body.url, request_id=body.request_id)
     return {"accepted": True}
