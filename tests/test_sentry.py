@@ -7,6 +7,7 @@ and records every envelope the SDK sends.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import threading
 import time
@@ -49,7 +50,7 @@ class FakeSentry:
                         items.append(json.loads(line))
                     except ValueError:
                         continue
-                for header, payload in zip(items, items[1:], strict=False):
+                for header, payload in itertools.pairwise(items):
                     if isinstance(header, dict) and header.get("type") == "event":
                         fake.events.append(payload)
                 self.send_response(200)

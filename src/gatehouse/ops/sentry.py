@@ -6,10 +6,10 @@ here does nothing. Unhandled errors are reported by `capture_exception` (called 
 the 500 is made, with the request id as a tag), browser reports of POST /client-errors
 by `client_error`.
 
-Redaction is the logs' (ops/logging.py): `send_default_pii` is off (the SDK's default), and `before_send`
-removes the Authorization, Cookie, X-API-Key, X-Signature and X-CSRF-Token headers, any
-cookie, the query string of every URL, and request-body fields named like a password,
-token, secret or code, whatever the SDK's own scrubber kept.
+Redaction is the logs' (ops/logging.py): `send_default_pii` is off (the SDK's default),
+and `before_send` removes the Authorization, Cookie, X-API-Key, X-Signature and
+X-CSRF-Token headers, any cookie, the query string of every URL, and request-body fields
+named like a password, token, secret or code, whatever the SDK's own scrubber kept.
 """
 
 from __future__ import annotations
