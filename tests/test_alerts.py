@@ -246,6 +246,27 @@ async def test_a_failing_or_hanging_webhook_slows_no_request_and_counts_failed(
 
 
 @pytest.mark.asyncio
+async def test_a_full_alert_queue_drops_and_counts_failed(make_app: Any, slack: FakeSlack) -> None:
+    """With the worker stuck on a hanging webhook and the queue full, a new alert is dropped
+    at once and counted failed; the request that raised it still answers."""
+    slack.mode = "hang"
+    app = make_app(SLACK_WEBHOOK_URL=slack.url)
+    ctx: Context = app.state.ctx
+    ctx.alerts.timeout, ctx.alerts.retries, ctx.alerts.queue_max = 5.0, 0, 1
+    users = [await create_user(ctx, f"u{i}@example.com", name=f"U{i}") for i in range(3)]
+    await create_user(ctx, "root@example.com", ["admin"], name="Root")
+    async with running(app) as client:
+        admin = bearer(await login(client, "root@example.com"))
+        for user in users:
+            r = await client.patch(f"/api/v1/admin/users/{user.id}", json={"roles": ["support"]},
+                                   headers=admin)
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(0.1)  # the worker takes the first one and hangs on it
+        assert alerts_metric(ctx, "role_change", "failed") == 1  # the third: queue full
+        ctx.alerts.flush_budget = 0.1
+
+
+@pytest.mark.asyncio
 async def test_only_the_kinds_listed_in_gatehouse_alerts_are_posted(
     make_app: Any, slack: FakeSlack
 ) -> None:

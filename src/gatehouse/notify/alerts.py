@@ -78,6 +78,7 @@ class Alerts:
         self.retries = 3
         self.retry_base = 2.0
         self.flush_budget = 5.0  # seconds `close()` may spend posting what is left
+        self.queue_max = QUEUE_MAX
         self._queue: asyncio.Queue[_Alert] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[tuple[str, str], float] = {}
@@ -104,7 +105,7 @@ class Alerts:
         try:
             self._ensure_queue().put_nowait(_Alert(kind, payload))
         except asyncio.QueueFull:
-            log.warning("alert_queue_full", kind=kind, size=QUEUE_MAX)
+            log.warning("alert_queue_full", kind=kind, size=self.queue_max)
             self.metrics.alerts.labels(kind, "failed").inc()
 
     def throttled(self, email: str, *, ip: str | None, user_id: str | None = None) -> None:
@@ -120,7 +121,7 @@ class Alerts:
 
     def _ensure_queue(self) -> asyncio.Queue[_Alert]:
         if self._queue is None:
-            self._queue = asyncio.Queue(maxsize=QUEUE_MAX)
+            self._queue = asyncio.Queue(maxsize=self.queue_max)
         return self._queue
 
     # -- the worker side ----------------------------------------------------------------
