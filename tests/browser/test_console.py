@@ -312,6 +312,8 @@ def test_forgot_password_sends_a_link_without_saying_whether_the_account_exists(
     page = new_context(console_server).new_page()
     page.goto("/console/")
     page.get_by_role("link", name="Forgot password?").click()
+    # The sign-in page has an `Email` field too: wait until the reset page has replaced it.
+    expect(page.get_by_role("button", name="Send reset link")).to_be_visible()
     page.get_by_label("Email").fill("nobody@example.com")
     page.get_by_role("button", name="Send reset link").click()
     expect(page.get_by_role("status")).to_contain_text(
