@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import structlog
 
+from gatehouse.notify.background import BackgroundQueue
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 
@@ -66,7 +67,7 @@ def _text(kind: str, facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class Alerts:
+class Alerts(BackgroundQueue[_Alert]):
     """The alert queue of one process; `start()` in the app's lifespan, `stop()` after."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
@@ -78,9 +79,7 @@ class Alerts:
         self.retries = 3
         self.retry_base = 2.0
         self.flush_budget = 5.0  # seconds `close()` may spend posting what is left
-        self.queue_max = QUEUE_MAX
-        self._queue: asyncio.Queue[_Alert] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(QUEUE_MAX)
         self._last: dict[tuple[str, str], float] = {}
         self._bursts: dict[str, float] = {}
         self._client: httpx.AsyncClient | None = None
@@ -119,26 +118,11 @@ class Alerts:
             return
         self.emit("throttle_burst", user_id=user_id, email=email, ip=ip)
 
-    def _ensure_queue(self) -> asyncio.Queue[_Alert]:
-        if self._queue is None:
-            self._queue = asyncio.Queue(maxsize=self.queue_max)
-        return self._queue
-
     # -- the worker side ----------------------------------------------------------------
 
     def start(self) -> None:
         self._ensure_queue()
         self._spawn(self._work())
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait until every queued alert has been handled (pending retries excepted)."""
-        await self._ensure_queue().join()
 
     async def close(self) -> None:
         """Stop the worker, post what is still queued (one try each, bounded), close."""
@@ -154,11 +138,6 @@ class Alerts:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _work(self) -> None:
         queue = self._ensure_queue()

@@ -31,6 +31,7 @@ import aiosmtplib
 import structlog
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from gatehouse.notify.background import BackgroundQueue
 from gatehouse.notify.smtp_url import SmtpTarget, parse_smtp_url
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
@@ -165,7 +166,7 @@ class _Job:
     name: str
 
 
-class Mailer:
+class Mailer(BackgroundQueue[_Outgoing | _Job]):
     """The delivery queue of one process; `start()` in the app's lifespan, `stop()` after."""
 
     def __init__(self, settings: Settings, metrics: Metrics, *, console: TextIO | None = None):
@@ -180,9 +181,7 @@ class Mailer:
         self.retries = settings.mail_retries
         self.retry_base = settings.mail_retry_base
         self.timeout = settings.mail_timeout
-        self.queue_max = settings.mail_queue_max
-        self._queue: asyncio.Queue[_Outgoing | _Job] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(settings.mail_queue_max)
         self._warned = False
 
     # -- the request side ---------------------------------------------------------------
@@ -207,11 +206,6 @@ class Mailer:
             return False
         return True
 
-    def _ensure_queue(self) -> asyncio.Queue[_Outgoing | _Job]:
-        if self._queue is None:
-            self._queue = asyncio.Queue(maxsize=self.queue_max)
-        return self._queue
-
     # -- the worker side ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -221,21 +215,6 @@ class Mailer:
         self._ensure_queue()
         for _ in range(WORKERS):
             self._spawn(self._work())
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait until every queued item has been handled (retries still pending excepted)."""
-        await self._ensure_queue().join()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _work(self) -> None:
         queue = self._ensure_queue()
