@@ -21,6 +21,7 @@ from gatehouse.api.routes import admin, auth, docs, mfa, ops, push, recovery, us
 from gatehouse.auth.janitor import PRUNE_INTERVAL, prune_ended_sessions
 from gatehouse.auth.revocation import POLL_INTERVAL, POLL_OVERLAP, apply_unlocks
 from gatehouse.context import Context
+from gatehouse.notify.background import cancel_until_done
 from gatehouse.ops import sentry
 from gatehouse.settings import Settings
 from gatehouse.users.recovery import prune_links
@@ -107,7 +108,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         ctx.mailer.start()  # email goes out from here, never on the request path (API.md §8)
         ctx.alerts.start()  # Slack alerts too (API.md §6 GATEHOUSE_ALERTS)
         yield
-        poller.cancel()
+        await cancel_until_done([poller])
         await ctx.mailer.stop()
         await ctx.alerts.stop()
         await ctx.close()

@@ -8,10 +8,13 @@ worker does with an item, and how it retries, stays with each sender.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
+
+STOP_GRACE = 5.0  # seconds stop() waits for the tasks to end
+CANCEL_RETRY = 0.1  # seconds between repeated cancels of a task that swallowed one
 
 
 class BackgroundQueue(Generic[Item]):
@@ -34,13 +37,31 @@ class BackgroundQueue(Generic[Item]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def stop(self) -> None:
-        """Cancel the workers and any pending retry tasks."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Cancel the workers and any pending retry tasks, and wait until they have ended."""
+        await cancel_until_done(self._tasks, grace)
 
     async def drain(self) -> None:
         """Wait until every queued item has been handled (retries still pending excepted)."""
         await self._ensure_queue().join()
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[Any]], grace: float = STOP_GRACE) -> None:
+    """Cancel `tasks` and wait until they have ended, at most `grace` seconds.
+
+    One `cancel()` is not always enough on Python 3.11: `asyncio.wait_for` (which
+    aiosmtplib and asyncpg await replies with) drops a cancellation that arrives in
+    the same loop turn as the reply, and a worker would go back to waiting on its
+    queue for ever, hanging the app's shutdown. So the cancel is repeated until
+    every task has ended; after `grace` seconds the rest is left behind.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=min(CANCEL_RETRY, left))
