@@ -1,4 +1,5 @@
-"""requirements/test.lock, which .ci/run installs from with --require-hashes, covers pyproject.toml.
+"""requirements/test.lock, which .ci/run installs from with --require-hashes, covers
+pyproject.toml; scripts/audit.sh fails on a known vulnerability in it.
 
 Whoever adds or narrows a dependency in pyproject.toml (runtime, `test` or `dev` extra) and
 forgets `bash scripts/lock.sh` gets a failure here naming each package, instead of a CI
@@ -7,10 +8,17 @@ install that silently lacks it or pins a release outside the range.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -110,3 +118,73 @@ def test_a_stale_lock_is_reported_package_by_package(tmp_path: Path) -> None:
         "pinned outside pyproject's range: starlette==1.2.0 (pyproject: Starlette<2,>=1.3.1)",
         "pinned without a hash: pytest==9.2.0",
     ]
+
+
+# -- scripts/audit.sh ----------------------------------------------------------------------------
+
+
+class FakeOsv:
+    """OSV's query API on loopback: `advisories` maps a package name to the one it answers."""
+
+    def __init__(self) -> None:
+        self.advisories: dict[str, dict[str, Any]] = {}
+        self.asked: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                name = query["package"]["name"]
+                fake.asked.append(f"{name}=={query['version']}")
+                found = fake.advisories.get(name)
+                body = json.dumps({"vulns": [found]} if found else {}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/query"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def audit(self, cache: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts" / "audit.sh"), "-s", "osv", "--osv-url", self.url,
+             "--cache-dir", str(cache)],
+            capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture
+def osv() -> Iterator[FakeOsv]:
+    fake = FakeOsv()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+def test_audit_fails_on_a_known_vulnerability_in_the_lock_and_passes_without(
+        osv: FakeOsv, tmp_path: Path) -> None:
+    """Every pin is looked up as locked; an advisory fails the run naming package and fix."""
+    (jinja2,) = pins(LOCK)["jinja2"]
+    osv.advisories["jinja2"] = {
+        "id": "GHSA-test-jinj-a2aa", "summary": "sandbox escape",
+        "affected": [{"package": {"name": "jinja2", "ecosystem": "PyPI"},
+                      "ranges": [{"type": "ECOSYSTEM",
+                                  "events": [{"introduced": "0"}, {"fixed": "99.0"}]}]}],
+    }
+    vulnerable = osv.audit(tmp_path / "cache")
+    assert vulnerable.returncode == 1, vulnerable.stdout + vulnerable.stderr
+    assert f"jinja2 {jinja2.version} GHSA-test-jinj-a2aa 99.0" in " ".join(
+        vulnerable.stdout.split()), vulnerable.stdout
+    assert f"starlette=={pins(LOCK)['starlette'][0].version}" in osv.asked
+
+    osv.advisories.clear()
+    clean = osv.audit(tmp_path / "cache")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "No known vulnerabilities found" in clean.stdout + clean.stderr
