@@ -7,8 +7,10 @@ HTTP service is a warning (exit status unchanged), with the release that fixes i
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -126,6 +128,51 @@ def _integrations(settings: Settings, online: bool) -> list[DoctorCheck]:
     return [DoctorCheck(v.name, v.ok, v.detail, v.hint) for v in verdicts]
 
 
+def _dsn_problem(dsn: str) -> str | None:
+    """Why `dsn` is not `https://<public key>@<host>/<project id>`, or None. The words never
+    quote it: its user part is the key. Plain http only to this machine, as for Slack."""
+    from gatehouse.ops.integrations import webhook_url_ok
+
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return "not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an https://<public key>@<host>/<project id> URL"
+    if not parts.username:
+        return "no public key before the @"
+    if not re.fullmatch(r"[0-9]+", parts.path.rsplit("/", 1)[-1]):
+        return "the path does not end in a numeric project id"
+    if not webhook_url_ok(dsn):
+        return "plain http to another machine: events would travel unencrypted"
+    return None
+
+
+def check_sentry(dsn: str, environment: str) -> DoctorCheck:
+    """SENTRY_DSN as sentry-sdk will read it (its own parser, when the extra is installed)."""
+    problem = _dsn_problem(dsn)
+    try:
+        from sentry_sdk.utils import BadDsn, Dsn
+    except ImportError:
+        installed = False
+    else:
+        installed = True
+        try:
+            Dsn(dsn)
+        except (BadDsn, ValueError):  # ValueError: urlsplit's, on a port that is not a number
+            problem = problem or "sentry-sdk cannot parse it"
+    if problem:
+        return DoctorCheck("sentry", False, f"SENTRY_DSN is invalid: {problem}",
+                           "copy the DSN from the Sentry project's Client Keys page")
+    if not installed:
+        return DoctorCheck("sentry", False, "SENTRY_DSN is set but sentry-sdk is not installed",
+                           "pip install 'gatehouse-auth[sentry]'")
+    parts = urlsplit(dsn)
+    return DoctorCheck("sentry", True, f"project {parts.path.rsplit('/', 1)[-1]} on "
+                       f"{parts.hostname}, environment {environment}")
+
+
 def _mail(settings: Settings, online: bool) -> DoctorCheck:
     """SMTP_URL unset is a warning; `--online` does a real SMTP handshake (cli/mail.py)."""
     from gatehouse.cli.mail import doctor_check
@@ -193,6 +240,9 @@ def run_checks(online: bool = False) -> list[DoctorCheck]:
     if all(c.ok for c in checks if c.name in {"database", "migrations"}):
         checks.append(_schema(settings))  # drift only means something on a migrated database
     checks += _integrations(settings, online)
+    if settings.sentry_dsn is not None:
+        checks.append(check_sentry(settings.sentry_dsn.get_secret_value(),
+                                   settings.sentry_environment))
     checks.append(_mail(settings, online))
     checks.append(check_runtime())
     return checks
