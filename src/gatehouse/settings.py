@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -71,7 +79,10 @@ class Settings(BaseSettings):
     openphone_from: str | None = Field(None, alias="OPENPHONE_FROM")
     # Where those services live; changed only to point at a relay or a local stand-in.
     openai_base_url: str = Field("https://api.openai.com/v1", alias="GATEHOUSE_OPENAI_BASE_URL")
-    openphone_base_url: str = Field("https://api.openphone.com/v1", alias="GATEHOUSE_OPENPHONE_BASE_URL")
+    # API.md §6 OPENPHONE_API_URL, without the `/v1`; the older GATEHOUSE_OPENPHONE_BASE_URL
+    # (which ended in `/v1`) is still read.
+    openphone_api_url: str = Field("https://api.openphone.com", validation_alias=AliasChoices(
+        "OPENPHONE_API_URL", "GATEHOUSE_OPENPHONE_BASE_URL"))
     vapid_public_key: str | None = Field(None, alias="VAPID_PUBLIC_KEY")
     vapid_private_key: SecretStr | None = Field(None, alias="VAPID_PRIVATE_KEY")
     vapid_subject: str | None = Field(None, alias="VAPID_SUBJECT")
@@ -217,12 +228,15 @@ class Settings(BaseSettings):
             raise ValueError("must be exactly 32 characters (run `gatehouse keys generate`)")
         return value
 
-    @field_validator("openai_base_url", "openphone_base_url")
+    @field_validator("openai_base_url", "openphone_api_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _base_url(cls, value: str, info: ValidationInfo) -> str:
         if urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).netloc:
             raise ValueError("must be an absolute http(s) URL")
-        return value.rstrip("/")
+        value = value.rstrip("/")
+        if info.field_name == "openphone_api_url":
+            value = value.removesuffix("/v1")  # the old variable's form
+        return value
 
     @field_validator("public_api_url")
     @classmethod

@@ -86,7 +86,7 @@ def _call(name: str, send: Callable[[], httpx.Response]) -> tuple[Verdict, httpx
 
 def _openphone(http: httpx.Client, settings: Settings) -> Verdict:
     assert settings.openphone_api_key is not None
-    url = f"{settings.openphone_base_url}/phone-numbers"
+    url = f"{settings.openphone_api_url}/v1/phone-numbers"
     headers = {"Authorization": settings.openphone_api_key.get_secret_value()}
     verdict, answer = _call("openphone_online", lambda: http.get(url, headers=headers))
     if not verdict.ok or answer is None:
