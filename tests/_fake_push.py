@@ -10,7 +10,6 @@ subscription has a script of answers (a status, or None to accept and never answ
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import secrets
@@ -25,16 +24,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gatehouse.notify.vapid import _b64 as b64  # the unpadded base64url browsers use
+from gatehouse.notify.vapid import _unb64 as unb64
+
 _AUTH = re.compile(r"^vapid t=([\w.-]+),\s*k=([\w-]+)$")
 HANG_LIMIT = 60.0  # a hanging answer is released at close() or after this long
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass
