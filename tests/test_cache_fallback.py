@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from gatehouse.context import Context
 from gatehouse.settings import Settings
-from tests.conftest import PASSWORD, Server, create_user, free_port
+from tests._servers import RedisProcess
+from tests.conftest import PASSWORD, Server, create_user
 
 METRICS_TOKEN = "metrics-scrape-token-for-fallback-tests"
 EMAIL = "alice@example.com"
@@ -32,41 +31,6 @@ EMAIL = "alice@example.com"
 def backend() -> str:
     """Several instances on one Redis is the PostgreSQL deployment."""
     return "postgresql"
-
-
-class RedisProcess:
-    """A `redis-server` of the test's own, without persistence, stopped by PID."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture

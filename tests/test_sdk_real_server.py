@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -33,12 +32,11 @@ from gatehouse.client import (
     RetryPolicy,
     SessionExpired,
 )
-from gatehouse.context import Context
 from gatehouse.settings import Settings, load_settings
 from gatehouse.store.db import migrate
-from tests.conftest import BASE_ENV, PASSWORD, PostgresDatabases, Server, create_user
+from tests._servers import METRICS_TOKEN, refresh_counts, seed
+from tests.conftest import BASE_ENV, PASSWORD, PostgresDatabases, Server
 
-METRICS_TOKEN = "metrics-scrape-token-for-tests"
 LOAD_ENV = {
     "ACCESS_TOKEN_TTL": "2",
     "GATEHOUSE_RATE_LIMITS": "off",
@@ -48,29 +46,6 @@ EMAIL = "sdk@example.com"
 DURATION = 10.0
 #: Seconds a call may spend retrying while the server restarts (test_server_restart_...).
 RESTART_BUDGET = 120.0
-
-
-def seed(settings: Settings, *users: tuple[str, list[str]]) -> None:
-    async def work() -> None:
-        ctx = Context.build(settings)
-        try:
-            for email, roles in users:
-                await create_user(ctx, email, roles)
-        finally:
-            await ctx.close()
-
-    asyncio.run(work())
-
-
-def refresh_counts(url: str) -> dict[str, float]:
-    r = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    r.raise_for_status()
-    for family in text_string_to_metric_families(r.text):
-        if family.name == "gatehouse_auth_refresh":
-            return {
-                s.labels["result"]: s.value for s in family.samples if s.name.endswith("_total")
-            }
-    raise AssertionError("no refresh metric")
 
 
 def assert_one_refresh_per_expiry(counts: dict[str, float], duration: float, span: float) -> None:

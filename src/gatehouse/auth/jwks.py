@@ -3,9 +3,11 @@
 Under EdDSA every `*.pem` in the directory verifies and the last by file name
 signs; `gatehouse keys rotate` adds `<UTC timestamp>.pem`, so old keys keep
 verifying until their tokens expire. `kid` is the RFC 7638 thumbprint of the
-public key. The directory is re-read when an unknown `kid` arrives (at most
-every few seconds) and periodically for signing, so a rotation done on one
-instance reaches the others without a restart.
+public key. The directory is re-read when an unknown `kid` arrives (at once if the
+directory changed since the last read, else at most every few seconds) and
+periodically for signing, so a rotation done on one instance reaches the others
+without a restart, and a token signed with a key added moments ago (a rolling
+deploy after `keys rotate`) validates everywhere at once.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class KeyRing:
         self._public: dict[str, Ed25519PublicKey] = {}
         self._signing_kid: str | None = None
         self._loaded_at = 0.0
+        self._dir_mtime: int | None = None
         if algorithm == "HS256":
             if not secret:
                 raise KeyRingError("JWT_SECRET: required when JWT_ALGORITHM=HS256")
@@ -83,6 +86,7 @@ class KeyRing:
         private: dict[str, Ed25519PrivateKey] = {}
         signing = None
         try:
+            mtime = self._dir.stat().st_mtime_ns
             files = sorted(self._dir.glob("*.pem"))
         except OSError as exc:
             raise KeyRingError(f"JWT_KEYS_DIR: cannot read {self._dir}: {exc.strerror}") from None
@@ -100,13 +104,28 @@ class KeyRing:
         self._public = {kid: k.public_key() for kid, k in private.items()}
         self._signing_kid = signing
         self._loaded_at = time.monotonic()
+        self._dir_mtime = mtime
 
-    def _maybe_reload(self) -> None:
-        if self._dir is not None and time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
+    def _stat_mtime(self) -> int | None:
+        try:
+            return self._dir.stat().st_mtime_ns if self._dir is not None else None
+        except OSError:
+            return None
+
+    def _dir_changed(self) -> bool:
+        """A key file was added or removed since the last read (one stat, no file reads)."""
+        mtime = self._stat_mtime()
+        return mtime is not None and mtime != self._dir_mtime
+
+    def _maybe_reload(self, *, force: bool = False) -> None:
+        if self._dir is not None and (
+            force or time.monotonic() - self._loaded_at > RELOAD_INTERVAL
+        ):
             try:
                 self._load()
             except KeyRingError:
                 self._loaded_at = time.monotonic()  # keep the keys we have; doctor reports it
+                self._dir_mtime = self._stat_mtime()  # and retry on the interval, not per kid
 
     def signing_key(self) -> tuple[str | None, Any]:
         if self.algorithm == "HS256":
@@ -122,7 +141,8 @@ class KeyRing:
             return None
         key = self._public.get(kid)
         if key is None:
-            self._maybe_reload()
+            # Unknown kids cost one stat each; the files are re-read only when it moved.
+            self._maybe_reload(force=self._dir_changed())
             key = self._public.get(kid)
         return key
 
