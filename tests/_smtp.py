@@ -161,7 +161,15 @@ class SmtpServer:
         deadline = time.monotonic() + 5
         while self.inbox.open_connections > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
+        # A closed connection's socket is released a loop turn or two after connection_lost:
+        # let the server's loop run those turns before it stops, so none is left unclosed.
+        asyncio.run_coroutine_threadsafe(_turns(5), self.controller.loop).result(5)
         self.controller.stop()
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 def link_token(msg: EmailMessage, path: str) -> str:

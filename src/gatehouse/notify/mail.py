@@ -119,6 +119,15 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         pass
 
 
+def _hang_up(client: aiosmtplib.SMTP) -> None:
+    """Close the connection at once. The conversation is over (QUIT answered) or abandoned,
+    so TLS's close_notify exchange buys nothing, and it keeps the socket open (up to 30 s)
+    past the end of a stopping app's event loop, which then leaks it."""
+    if client.transport is not None:
+        client.transport.abort()
+    client.close()
+
+
 async def smtp_send(target: SmtpTarget, msg: EmailMessage, *, timeout: float) -> str:
     """Deliver one message; the server's answer to DATA. MailError on any failure."""
     client = _client(target, timeout)
@@ -130,7 +139,7 @@ async def smtp_send(target: SmtpTarget, msg: EmailMessage, *, timeout: float) ->
     except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
         raise MailError(_describe(target, exc)) from None
     finally:
-        client.close()  # also when cancelled (the app stopping): no socket left open
+        _hang_up(client)  # also when cancelled (the app stopping): no socket left open
     if refused:
         raise MailError("recipient refused: " + "; ".join(str(r) for r in refused.values()))
     return answer
@@ -148,7 +157,7 @@ async def smtp_handshake(target: SmtpTarget, *, timeout: float) -> str:
     except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
         raise MailError(_describe(target, exc)) from None
     finally:
-        client.close()
+        _hang_up(client)
     auth = ", authenticated" if authenticated else ""
     return target.scrub(f"{greeting.code} {greeting.message.splitlines()[0] if greeting.message else ''}"
                         f" ({tls}{auth})").strip()
