@@ -40,7 +40,9 @@ Only :class:`SessionExpired` means "log in again"; nothing else clears the
 token store (the second-factor and recovery errors never do).
 
 This package imports only the standard library, ``httpx`` and ``filelock``
-(``keyring`` on demand), never the Gatehouse server.
+(``keyring`` on demand), never the Gatehouse server. Your own APIs verify
+Gatehouse's access tokens with :mod:`gatehouse.client.resource` (which also
+needs PyJWT; ``docs/protect-your-api.md``), imported only when you ask for it.
 """
 
 from ._async_client import AsyncClient

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import Any, Final
 import httpx
 import jwt
 
-from ._exceptions import ApiError, NotAuthenticated, ServiceUnavailable
+from ._exceptions import NotAuthenticated, ServiceUnavailable
 from ._problem import read_problem
 
 #: API.md §4, "Roles and permissions (fixed defaults)": tokens carry roles, not permissions.
@@ -37,6 +38,7 @@ ROLE_PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
 _REQUIRED: Final = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
 _TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 _MAX_TOKEN_CHARS: Final = 8192
+_MAX_LIFETIME: Final = 86_400  # the largest ACCESS_TOKEN_TTL the server allows
 _REVOCATION_ENTRIES: Final = 10_000
 
 
@@ -101,14 +103,16 @@ def principal_of(token: str, key: Any, *, algorithm: str, issuer: str, audience:
     except jwt.PyJWTError:
         raise _invalid() from None
     sub, sid, jti, roles = claims["sub"], claims["sid"], claims["jti"], claims.get("roles")
-    if not (isinstance(sub, str) and sub and isinstance(sid, str) and sid
-            and isinstance(jti, str) and isinstance(claims["exp"], int)):
+    if not (isinstance(sub, str) and sub and isinstance(sid, str) and sid and isinstance(jti, str)):
         raise _invalid()
+    iat, exp = claims["iat"], claims["exp"]
+    if not (type(iat) is int and type(exp) is int and 0 < exp - iat <= _MAX_LIFETIME):
+        raise _invalid()  # as the server: no token it issues lives longer than a day
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _invalid()
     permissions = frozenset().union(*(ROLE_PERMISSIONS.get(r, frozenset()) for r in roles))
     return Principal(user_id=sub, session_id=sid, roles=tuple(roles), permissions=permissions,
-                     expires_at=datetime.fromtimestamp(claims["exp"], UTC), token_id=jti)
+                     expires_at=datetime.fromtimestamp(exp, UTC), token_id=jti)
 
 
 class KeyCache:
@@ -174,38 +178,53 @@ class KeyCache:
 
 class RevocationCache:
     """`/auth/validate` answers for ``ttl`` seconds, keyed by the token's SHA-256 (never the token).
+
+    An answer is (code, detail) of a dead session, or ``None`` for a live one; each
+    lookup raises a fresh exception, since threads must not share one traceback.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._answers: collections.OrderedDict[str, tuple[float, ApiError | None]] = (
+        self._answers: collections.OrderedDict[str, tuple[float, tuple[str, str] | None]] = (
             collections.OrderedDict())
+        self._lock = threading.Lock()  # TokenVerifier serves many threads
 
     @staticmethod
     def _key(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    def lookup(self, token: str, now: float) -> tuple[bool, ApiError | None]:
-        """(found, error): found and no error means the session was live a moment ago."""
-        entry = self._answers.get(self._key(token))
+    def known_live(self, token: str, now: float) -> bool:
+        """True if the session was live moments ago; raises if it was over; False: ask."""
+        with self._lock:
+            entry = self._answers.get(self._key(token))
         if entry is None or now - entry[0] >= self.ttl:
-            return False, None
-        return True, entry[1]
+            return False
+        if entry[1] is not None:
+            raise token_error(*entry[1])
+        return True
 
-    def store(self, token: str, response: httpx.Response | None, now: float) -> ApiError | None:
-        """Turn the issuer's answer into ``None`` (live) or the error to raise; cache real answers.
-        """
-        if response is not None and response.status_code == 200:
-            error: ApiError | None = None
-        elif response is not None and response.status_code == 401:
-            problem = read_problem(response)  # session_revoked, token_expired after a role change
-            error = token_error(problem.code, problem.detail)
+    def store(self, token: str, response: httpx.Response | None, now: float) -> None:
+        """Take the issuer's answer: cache it, and raise unless the session is live."""
+        if response is not None and response.status_code == 401:
+            problem = read_problem(response)  # session_revoked; token_expired after a role change
+            answer: tuple[str, str] | None = (problem.code, problem.detail)
+        elif response is not None and response.status_code == 200 and _active(response):
+            answer = None
         else:  # no answer, 429 or 5xx: fail closed, and ask again next time
-            return unavailable("The token issuer cannot confirm the session.")
+            raise unavailable("The token issuer cannot confirm the session.")
         key = self._key(token)
-        self._answers[key] = (now, error)
-        self._answers.move_to_end(key)  # keep the oldest first, for the trim below
-        while len(self._answers) > _REVOCATION_ENTRIES or (
-                self._answers and now - next(iter(self._answers.values()))[0] >= self.ttl):
-            self._answers.popitem(last=False)
-        return error
+        with self._lock:
+            self._answers[key] = (now, answer)
+            self._answers.move_to_end(key)  # keep the oldest first, for the trim below
+            while len(self._answers) > _REVOCATION_ENTRIES or (
+                    now - next(iter(self._answers.values()))[0] >= self.ttl):
+                self._answers.popitem(last=False)
+        if answer is not None:
+            raise token_error(*answer)
+
+
+def _active(response: httpx.Response) -> bool:
+    try:
+        return response.json().get("active") is True
+    except (ValueError, AttributeError):
+        return False

@@ -102,19 +102,13 @@ class _BaseVerifier:
                             audience=self.audience, leeway=self.leeway)
 
     def _needs_validate(self, token: str) -> bool:
-        """True when the issuer must be asked; raises the cached error of a dead session."""
-        if self._revocations is None:
-            return False
-        found, error = self._revocations.lookup(token, _clock.monotonic())
-        if error is not None:
-            raise error
-        return not found
+        """True when the issuer must be asked; raises the cached answer of a dead session."""
+        return self._revocations is not None and not self._revocations.known_live(
+            token, _clock.monotonic())
 
     def _settle_validate(self, token: str, response: httpx.Response | None) -> None:
         assert self._revocations is not None
-        error = self._revocations.store(token, response, _clock.monotonic())
-        if error is not None:
-            raise error
+        self._revocations.store(token, response, _clock.monotonic())
 
 
 def _bearer(token: str) -> dict[str, str]:
