@@ -48,7 +48,7 @@ def setup(settings: Settings) -> bool:
     except ImportError:
         log.warning("sentry_unavailable",
                     reason="SENTRY_DSN is set but sentry-sdk is not installed "
-                           "(pip install 'gatehouse[sentry]')")
+                           "(pip install 'gatehouse-auth[sentry]')")
         return False
     from gatehouse import __version__
 
