@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -24,6 +26,7 @@ MIX = {"login", "profile", "validate", "sessions", "refresh", "logout", "apikey_
        "apikey_get"}
 
 
+@pytest.mark.slow
 def test_soak_sixty_seconds_has_no_errors_and_no_memory_growth(tmp_path: Path) -> None:
     """A minute of logins, reads, single-flight refreshes, logouts and API-key calls against a
     real server: every request succeeds and RSS does not grow past the 5 % bound."""
