@@ -28,6 +28,12 @@ from typing import Any
 import httpx
 
 P = "/api/v1"
+# Idle keep-alive connections are dropped by the client after 2 s, well before uvicorn's
+# 5 s server-side timeout. With equal timeouts (httpx's default is 5 s too) a request sent
+# on a connection the server is closing at that moment fails with "server disconnected"
+# before the server ever reads it (RFC 9112 §9.6): a race of the two timers, not a server
+# fault, that a starved machine makes frequent (43 in 10 minutes at load average 10).
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 TAB_MIX = (("profile", 75), ("validate", 15), ("sessions", 10))
 READS = {"profile": f"{P}/users/profile", "validate": f"{P}/auth/validate",
          "sessions": f"{P}/auth/sessions"}
@@ -145,7 +151,7 @@ async def tab(session: Session, until: float, rng: random.Random) -> None:
 async def simulated_user(base: str, email: str, knobs: Knobs, rec: Recorder, deadline: float,
                          seed: int) -> None:
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=CLIENT_LIMITS) as http:
         await asyncio.sleep(rng.uniform(0, 3))  # stagger the first logins
         while time.monotonic() < deadline:
             r = await timed(http, rec, "login", "POST", f"{P}/auth/login", 200,
@@ -166,7 +172,8 @@ async def api_client(base: str, knobs: Knobs, rec: Recorder, deadline: float, se
     """A service holding an API key: lists users and reads one, as an integration would."""
     rng = random.Random(seed)
     headers = {"X-API-Key": knobs.api_key}
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers,
+                                 limits=CLIENT_LIMITS) as http:
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.expovariate(1 / knobs.think))
             if rng.random() < 0.5:
