@@ -583,7 +583,8 @@ async def test_profile_get_and_patch(client: httpx.AsyncClient, alice: Any) -> N
     """The caller reads their User and changes its name; other fields cannot be patched."""
     tokens = await login(client)
     r = await client.get(f"{P}/users/profile", headers=bearer(tokens))
-    assert (r.status_code, set(r.json()), r.json()["name"]) == (200, USER_KEYS, "Alice")
+    profile_keys = USER_KEYS | {"notify", "phone", "phone_verified"}  # API.md §10
+    assert (r.status_code, set(r.json()), r.json()["name"]) == (200, profile_keys, "Alice")
     r = await client.patch(f"{P}/users/profile", json={"name": "Alice Liddell"},
                            headers=bearer(tokens))
     assert (r.status_code, r.json()["name"], r.json()["id"]) == (200, "Alice Liddell", alice.id)

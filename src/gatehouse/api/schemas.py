@@ -62,8 +62,24 @@ class RegisterIn(Strict):
     name: Name = ""
 
 
+class NotifyPrefs(Strict):
+    """Channel switches (API.md §10); a channel left out keeps its setting."""
+
+    push: bool | None = None
+    sms: bool | None = None
+    email: bool | None = None
+
+
 class ProfilePatch(Strict):
-    name: Name
+    """Only the fields sent change; `phone: null` removes the phone."""
+
+    name: Name | None = None
+    notify: NotifyPrefs | None = None
+    phone: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class PhoneCodeIn(Strict):
+    code: Annotated[str, Field(min_length=1, max_length=16)]
 
 
 class PasswordChangeIn(Strict):
@@ -158,6 +174,18 @@ class UserOut(BaseModel):
     created_at: str
     email_verified: bool
     mfa_enabled: bool
+
+
+class NotifyOut(BaseModel):
+    push: bool
+    sms: bool
+    email: bool
+
+
+class ProfileOut(UserOut):
+    notify: NotifyOut
+    phone: str | None
+    phone_verified: bool
 
 
 class TokenPairOut(BaseModel):

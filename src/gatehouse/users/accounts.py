@@ -16,7 +16,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
@@ -25,10 +25,11 @@ from gatehouse.auth.rbac import ensure_may_act_on, ensure_may_grant
 from gatehouse.auth.sessions import SessionService
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
-from gatehouse.store.db.models import Session, User
+from gatehouse.store.db.models import PhoneCode, Session, User
 from gatehouse.users import service as users
 from gatehouse.users.cache import UserCache
 from gatehouse.users.emails import checked_email
+from gatehouse.users.profile import normalize_phone, notify_prefs, own_profile
 
 LAST_ADMIN = (
     "The last enabled admin cannot be demoted, disabled or deleted; make another admin first."
@@ -85,10 +86,10 @@ class AccountService:
         return user
 
     async def public_profile(self, user_id: str) -> dict[str, Any]:
-        """The public record of a user, from the per-process cache when fresh."""
+        """The user's own profile (`own_profile`), from the per-process cache when fresh."""
         cached = self.cache.get(user_id)
         if cached is None:
-            cached = users.public_user(await self.get(user_id))
+            cached = own_profile(await self.get(user_id))
             self.cache.put(user_id, cached)
         return cached
 
@@ -96,12 +97,22 @@ class AccountService:
         async with self.db() as db:
             return await users.get_user(db, user_id)
 
-    async def update_profile(self, user_id: str, name: str, actor: Actor) -> User:
+    async def update_profile(self, user_id: str, changes: dict[str, Any], actor: Actor) -> User:
+        """PATCH /users/profile: `name`, `notify` (some channels) and/or `phone` (None removes
+        it). A different phone is unverified, and a code texted to the old one is void."""
+        if changes.get("phone") is not None:
+            changes = {**changes, "phone": normalize_phone(changes["phone"])}
         async with self.db.begin() as db:
             user = await users.get_user(db, user_id)
-            user.name = name
+            if "name" in changes:
+                user.name = changes["name"]
+            if "notify" in changes:
+                user.notify = {**notify_prefs(user), **changes["notify"]}
+            if "phone" in changes and changes["phone"] != user.phone:
+                user.phone, user.phone_verified = changes["phone"], False
+                await db.execute(delete(PhoneCode).where(PhoneCode.user_id == user_id))
             user.updated_at = datetime.now(UTC)
-            await record(db, "user.updated", actor, target_user_id=user_id, fields=["name"])
+            await record(db, "user.updated", actor, target_user_id=user_id, fields=sorted(changes))
         self.cache.evict(user_id)
         return user
 

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gatehouse.api.deps import Ctx, CurrentUser, actor_of
-from gatehouse.api.schemas import PasswordChangeIn, ProfilePatch, UserOut
-from gatehouse.users.service import public_user
+from gatehouse.api.schemas import PasswordChangeIn, ProfileOut, ProfilePatch
+from gatehouse.users.profile import own_profile
 
 router = APIRouter(tags=["users"])
 
 
-@router.get("/users/profile", response_model=UserOut)
+@router.get("/users/profile", response_model=ProfileOut)
 async def get_profile(principal: CurrentUser, ctx: Ctx) -> JSONResponse:
-    """The caller's account."""
+    """The caller's account, with notification switches and phone."""
     assert principal.user_id
     return JSONResponse(await ctx.accounts.public_profile(principal.user_id))
 
 
-@router.patch("/users/profile", response_model=UserOut)
-async def patch_profile(body: ProfilePatch, principal: CurrentUser, request: Request, ctx: Ctx) -> JSONResponse:
-    """Change the caller's display name."""
+@router.patch("/users/profile", response_model=ProfileOut)
+async def patch_profile(
+    body: ProfilePatch, principal: CurrentUser, request: Request, ctx: Ctx
+) -> JSONResponse:
+    """Change the display name, notification switches (`notify`) and/or `phone`."""
     assert principal.user_id
-    user = await ctx.accounts.update_profile(principal.user_id, body.name, actor_of(request, principal))
-    return JSONResponse(public_user(user))
+    changes: dict[str, Any] = {}
+    if body.name is not None:
+        changes["name"] = body.name
+    if body.notify is not None:
+        changes["notify"] = body.notify.model_dump(exclude_none=True)
+    if "phone" in body.model_fields_set:
+        changes["phone"] = body.phone
+    actor = actor_of(request, principal)
+    user = await ctx.accounts.update_profile(principal.user_id, changes, actor)
+    return JSONResponse(own_profile(user))
 
 
 @router.post("/users/profile/password", status_code=204)

@@ -55,6 +55,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+NOTIFY_DEFAULT = {"push": True, "sms": True, "email": True}
+NOTIFY_DEFAULT_JSON = '{"push": true, "sms": true, "email": true}'
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime, dict[str, Any]: JSON}
@@ -78,6 +82,13 @@ class User(Base):
     )
     # The TOTP second factor is on (migration 0006); its secret is in `user_mfa`.
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Notification channels the user wants (API.md §10), an E.164 phone and whether a texted
+    # code proved it (migration 0007).
+    notify: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=lambda: dict(NOTIFY_DEFAULT), server_default=NOTIFY_DEFAULT_JSON
+    )
+    phone: Mapped[str | None] = mapped_column(String(16))
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Session(Base):
@@ -99,6 +110,36 @@ class Session(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
     # Hash of the replayed refresh token that triggered reuse detection.
     reuse_token_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class KnownDevice(Base):
+    """A (user agent, IP) pair a user signed in from, by SHA-256, and when it last did:
+    `login.new_device` is one primary-key lookup however many sessions there are
+    (migration 0007)."""
+
+    __tablename__ = "known_devices"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen: Mapped[datetime]
+
+
+class PhoneCode(Base):
+    """The pending verification code of a user's phone, by keyed hash: valid for `phone`
+    only, until `expires_at`, and spent by 5 wrong tries (migration 0007)."""
+
+    __tablename__ = "phone_codes"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    phone: Mapped[str] = mapped_column(String(16))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class TokenNotBefore(Base):
