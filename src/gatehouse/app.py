@@ -107,10 +107,12 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         poller = asyncio.create_task(_follow_revocations(ctx))
         ctx.mailer.start()  # email goes out from here, never on the request path (API.md §8)
         ctx.alerts.start()  # Slack alerts too (API.md §6 GATEHOUSE_ALERTS)
+        ctx.sms.start()  # and texts (API.md §10)
         yield
         await cancel_until_done([poller])
         await ctx.mailer.stop()
         await ctx.alerts.stop()
+        await ctx.sms.stop()
         await ctx.close()
 
     app = FastAPI(

@@ -19,6 +19,7 @@ from gatehouse.auth.sessions import SessionPolicy, SessionService
 from gatehouse.auth.throttle import LoginThrottle, ThrottlePolicy
 from gatehouse.notify.alerts import Alerts
 from gatehouse.notify.mail import Mailer
+from gatehouse.notify.sms import SmsSender
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits
 from gatehouse.settings import Settings
@@ -27,6 +28,7 @@ from gatehouse.store.db.units import UnitRunner
 from gatehouse.store.kv import KeyValueStore, create_kv
 from gatehouse.store.kv.fallback import FallbackKV
 from gatehouse.users.accounts import AccountService
+from gatehouse.users.phone import PhoneVerification
 from gatehouse.users.recovery import Recovery
 
 
@@ -52,6 +54,8 @@ class Context:
     recovery: Recovery
     mfa: MfaService
     mfa_login: MfaLogin
+    sms: SmsSender
+    phone: PhoneVerification
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -127,13 +131,16 @@ class Context:
         mfa = MfaService(db=db, keys=server_keys, throttle=throttle, cache=accounts.cache,
                          issuer=settings.mfa_issuer, alerts=alerts)
         mfa_login = MfaLogin(db=db, mfa=mfa, sessions=sessions, challenges=challenges)
+        sms = SmsSender(settings)
+        phone = PhoneVerification(db=db, kv=kv, keys=server_keys, sms=sms,
+                                  cache=accounts.cache, metrics=metrics)
         return cls(
             settings=settings, engine=engine, db=db, kv=kv, metrics=metrics, hasher=hasher,
             server_keys=server_keys, key_ring=key_ring, tokens=tokens, revocations=revocations,
             throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
             rate_limits=rate_limits, mailer=mailer, alerts=alerts, recovery=recovery,
             mfa=mfa,
-            mfa_login=mfa_login,
+            mfa_login=mfa_login, sms=sms, phone=phone,
         )
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ EVENT_TYPES = frozenset({
     "users.imported", "api_key.created", "api_key.revoked",
     "password.reset_requested", "password.reset", "email.verified",
     "mfa.enabled", "mfa.disabled", "mfa.reset", "mfa.failure", "mfa.recovery_code_used",
+    "phone.verified",
 })
 
 

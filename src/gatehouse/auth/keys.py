@@ -24,6 +24,7 @@ class ServerKeys:
         self.api_key_hash = self._derive("api-key-hash")
         self.device = self._derive("device-cookie")
         self.mfa_recovery = self._derive("mfa-recovery-code")
+        self.phone_code = self._derive("phone-code")
         self._aead = AESGCM(self._derive("aead"))
 
     def _derive(self, purpose: str) -> bytes:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gatehouse.api.deps import Ctx, CurrentUser, actor_of
-from gatehouse.api.schemas import PasswordChangeIn, ProfileOut, ProfilePatch
+from gatehouse.api.schemas import PasswordChangeIn, PhoneCodeIn, ProfileOut, ProfilePatch
 from gatehouse.users.profile import own_profile
 
 router = APIRouter(tags=["users"])
@@ -37,6 +37,24 @@ async def patch_profile(
     actor = actor_of(request, principal)
     user = await ctx.accounts.update_profile(principal.user_id, changes, actor)
     return JSONResponse(own_profile(user))
+
+
+@router.post("/users/profile/phone/verify-request", status_code=202)
+async def phone_verify_request(principal: CurrentUser, ctx: Ctx) -> Response:
+    """Text a 6-digit code to the profile's phone (at most 3 an hour)."""
+    assert principal.user_id
+    await ctx.phone.request(principal.user_id)
+    return Response(status_code=202)
+
+
+@router.post("/users/profile/phone/verify", status_code=204)
+async def phone_verify(
+    body: PhoneCodeIn, principal: CurrentUser, request: Request, ctx: Ctx
+) -> Response:
+    """Prove the phone with the texted code; 5 wrong codes spend it."""
+    assert principal.user_id
+    await ctx.phone.verify(principal.user_id, body.code, actor_of(request, principal))
+    return Response(status_code=204)
 
 
 @router.post("/users/profile/password", status_code=204)
