@@ -107,9 +107,11 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         poller = asyncio.create_task(_follow_revocations(ctx))
         ctx.mailer.start()  # email goes out from here, never on the request path (API.md §8)
         ctx.alerts.start()  # Slack alerts too (API.md §6 GATEHOUSE_ALERTS)
-        ctx.sms.start()  # and texts (API.md §10)
+        ctx.sms.start()  # and texts and user notifications (API.md §10)
+        ctx.notifier.start()
         yield
         await cancel_until_done([poller])
+        await ctx.notifier.stop()
         await ctx.mailer.stop()
         await ctx.alerts.stop()
         await ctx.sms.stop()

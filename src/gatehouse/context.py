@@ -18,8 +18,12 @@ from gatehouse.auth.revocation import Revocations
 from gatehouse.auth.sessions import SessionPolicy, SessionService
 from gatehouse.auth.throttle import LoginThrottle, ThrottlePolicy
 from gatehouse.notify.alerts import Alerts
+from gatehouse.notify.dispatch.channels import Channels
+from gatehouse.notify.dispatch.dispatcher import Dispatcher
+from gatehouse.notify.dispatch.events import attach
 from gatehouse.notify.mail import Mailer
 from gatehouse.notify.sms import SmsSender
+from gatehouse.notify.webpush import WebPushSender
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits
 from gatehouse.settings import Settings
@@ -55,6 +59,8 @@ class Context:
     mfa: MfaService
     mfa_login: MfaLogin
     sms: SmsSender
+    webpush: WebPushSender
+    notifier: Dispatcher
     phone: PhoneVerification
 
     @classmethod
@@ -131,7 +137,14 @@ class Context:
         mfa = MfaService(db=db, keys=server_keys, throttle=throttle, cache=accounts.cache,
                          issuer=settings.mfa_issuer, alerts=alerts)
         mfa_login = MfaLogin(db=db, mfa=mfa, sessions=sessions, challenges=challenges)
+        # User notifications (API.md §10): raised after commit by the services above.
         sms = SmsSender(settings)
+        webpush = WebPushSender(settings, db, metrics)
+        push_ready = bool(settings.vapid_private_key and settings.vapid_subject)
+        notifier = Dispatcher(settings, Channels(
+            db=db, kv=kv, metrics=metrics, mailer=mailer, sms=sms, app_url=settings.app_url,
+            push=webpush if push_ready else None))
+        attach(db, notifier)
         phone = PhoneVerification(db=db, kv=kv, keys=server_keys, sms=sms,
                                   cache=accounts.cache, metrics=metrics)
         return cls(
@@ -140,11 +153,13 @@ class Context:
             throttle=throttle, sessions=sessions, accounts=accounts, api_keys=api_keys,
             rate_limits=rate_limits, mailer=mailer, alerts=alerts, recovery=recovery,
             mfa=mfa,
-            mfa_login=mfa_login, sms=sms, phone=phone,
+            mfa_login=mfa_login, sms=sms, webpush=webpush, notifier=notifier, phone=phone,
         )
 
     async def close(self) -> None:
         await self.alerts.close()  # the CLI has no worker: what it emitted is posted here
+        await self.notifier.aclose()  # with Redis, the CLI's notices reach a server's queue
+        await self.webpush.close()
         self.hasher.close()
         self.sessions.units.close()
         await self.rate_limits.close()

@@ -40,6 +40,7 @@ from gatehouse.auth.rbac import ensure_may_act_on
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
 from gatehouse.notify.alerts import Alerts
+from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.store.db.models import MfaRecoveryCode, User, UserMfa
 from gatehouse.users.cache import UserCache
 from gatehouse.users.service import get_user, get_user_for_update
@@ -139,6 +140,7 @@ class MfaService:
         async with self.db.begin() as db:
             await self._turn_off(db, user_id)
             await record(db, "mfa.disabled", actor)
+            notify_after_commit(db, user_id, "mfa.disabled")
         self.cache.evict(user_id)
 
     async def regenerate(self, user_id: str, code: str, actor: Actor) -> list[str]:
@@ -154,6 +156,7 @@ class MfaService:
             ensure_may_act_on(holder, user.roles)  # before anything changes
             await self._turn_off(db, user_id)
             await record(db, "mfa.reset", actor, target_user_id=user_id)
+            notify_after_commit(db, user_id, "mfa.reset")
         self.cache.evict(user_id)
         self.alerts.emit("mfa_reset", user_id=user_id, email=user.email,
                          actor=actor.user_id or "cli", ip=actor.ip)

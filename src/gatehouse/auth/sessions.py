@@ -50,6 +50,7 @@ from gatehouse.errors import (
     SessionRevoked,
 )
 from gatehouse.notify.alerts import Alerts
+from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.ops.metrics import Metrics
 from gatehouse.store.db.models import RefreshToken, Session, TokenNotBefore, User
 from gatehouse.store.db.units import UnitRunner
@@ -327,6 +328,7 @@ class SessionService(SessionAdmin):
                 await record(db, "refresh.reuse_detected",
                              Actor(user_id, actor.ip, actor.request_id, actor.user_agent),
                              session_id=sid, target_user_id=user_id)
+                notify_after_commit(db, user_id, "refresh.reuse_detected")
                 owner = await db.get(User, user_id)
                 # Possible token theft: who, from where, which session (never the token).
                 self.alerts.emit("reuse", user_id=user_id, email=owner.email if owner else None,

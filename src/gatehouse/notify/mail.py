@@ -167,6 +167,7 @@ async def smtp_handshake(target: SmtpTarget, *, timeout: float) -> str:
 class _Outgoing:
     email: Email
     attempt: int = 0
+    on_result: Callable[[str], None] | None = None  # told "sent" or "failed" (notifications)
 
 
 @dataclass
@@ -195,9 +196,10 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
 
     # -- the request side ---------------------------------------------------------------
 
-    def submit(self, email: Email) -> bool:
-        """Queue `email` for delivery and return at once; False (counted failed) when full."""
-        return self._put(_Outgoing(email))
+    def submit(self, email: Email, on_result: Callable[[str], None] | None = None) -> bool:
+        """Queue `email` for delivery and return at once; False (counted failed) when full.
+        `on_result` is told the final outcome, "sent" or "failed"."""
+        return self._put(_Outgoing(email, on_result=on_result))
 
     def defer(self, run: Callable[[], Awaitable[None]], name: str) -> bool:
         """Run `run` on a mail worker, after the request has answered (it may `submit`)."""
@@ -211,7 +213,7 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
             kind = item.email.kind if isinstance(item, _Outgoing) else "job"
             log.warning("mail_queue_full", kind=kind, size=self.queue_max)
             if isinstance(item, _Outgoing):
-                self.metrics.mail_sent.labels(item.email.kind, "failed").inc()
+                self._done(item, "failed")
             return False
         return True
 
@@ -246,13 +248,13 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
         email = item.email
         if self.mode == "console":
             self._print(email)
-            self.metrics.mail_sent.labels(email.kind, "sent").inc()
+            self._done(item, "sent")
             return
         if self.mode == "off" or self.target is None:
             if not self._warned:
                 log.warning("mail_disabled", reason="SMTP_URL unset: emails are not sent")
                 self._warned = True
-            self.metrics.mail_sent.labels(email.kind, "failed").inc()
+            self._done(item, "failed")
             return
         try:
             await smtp_send(self.target, message_of(email, self.sender), timeout=self.timeout)
@@ -260,7 +262,7 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
             item.attempt += 1
             if item.attempt > self.retries:
                 log.warning("mail_failed", kind=email.kind, attempts=item.attempt, error=str(exc))
-                self.metrics.mail_sent.labels(email.kind, "failed").inc()
+                self._done(item, "failed")
                 return
             delay = min(MAX_BACKOFF, self.retry_base * 2 ** (item.attempt - 1))
             delay *= 1 + random.random() / 4  # jitter: many failed mails do not retry as one
@@ -268,8 +270,13 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
                      in_seconds=round(delay, 2), error=str(exc))
             self._spawn(self._retry_later(item, delay))
             return
-        self.metrics.mail_sent.labels(email.kind, "sent").inc()
+        self._done(item, "sent")
         log.info("mail_sent", kind=email.kind)
+
+    def _done(self, item: _Outgoing, result: str) -> None:
+        self.metrics.mail_sent.labels(item.email.kind, result).inc()
+        if item.on_result is not None:
+            item.on_result(result)
 
     async def _retry_later(self, item: _Outgoing, delay: float) -> None:
         await asyncio.sleep(delay)

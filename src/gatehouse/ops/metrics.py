@@ -79,6 +79,11 @@ class Metrics:
             "gatehouse_alerts_total", "Operator alerts (Slack) sent, failed or suppressed",
             ["kind", "result"], registry=r,
         )
+        # User notifications (API.md §10): delivered, given up on, or not sent (hourly cap).
+        self.notifications = Counter(
+            "gatehouse_notifications_total", "User notifications sent, failed or dropped",
+            ["channel", "result"], registry=r,
+        )
         self.mfa = Counter(
             "gatehouse_auth_mfa_total", "Second-factor attempts", ["result"], registry=r
         )
@@ -99,6 +104,9 @@ class Metrics:
         for kind in ("password_reset", "email_verify", "notification", "test"):
             for outcome in ("sent", "failed"):
                 self.mail_sent.labels(kind, outcome)
+        for channel in ("push", "sms", "email"):
+            for outcome in ("sent", "failed", "dropped"):
+                self.notifications.labels(channel, outcome)
         for kind in ("reuse", "throttle_burst", "role_change", "revoke_all", "mfa_reset"):
             for outcome in ("sent", "failed", "suppressed"):
                 self.alerts.labels(kind, outcome)

@@ -25,6 +25,7 @@ from gatehouse.auth.rbac import ensure_may_act_on, ensure_may_grant
 from gatehouse.auth.sessions import SessionService
 from gatehouse.auth.throttle import LoginThrottle
 from gatehouse.errors import Conflict, ValidationFailed
+from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.store.db.models import PhoneCode, Session, User
 from gatehouse.users import service as users
 from gatehouse.users.cache import UserCache
@@ -142,6 +143,7 @@ class AccountService:
                 db, user_id=user.id, reason="password_change", keep_session=session_id
             )
             await record(db, "password.changed", actor, revoked_sessions=len(ids))
+            notify_after_commit(db, user.id, "password.changed")
         self.cache.evict(user.id)
         await self.sessions.publish_revocation(ids, "password_change")
 

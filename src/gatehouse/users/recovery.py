@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
 from gatehouse.errors import LinkInvalid
+from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.notify.mail import Mailer, render
 from gatehouse.settings import Settings
 from gatehouse.store.db.models import EmailLink, User
@@ -181,6 +182,7 @@ class Recovery:
             ids = await self.sessions.revoke(db, user_id=user.id, reason="password_reset")
             await record(db, "password.reset", _as(actor, user.id), target_user_id=user.id,
                          revoked_sessions=len(ids))
+            notify_after_commit(db, user.id, "password.reset")
         self.accounts.cache.evict(user.id)
         await self.sessions.publish_revocation(ids, "password_reset")
         await self.accounts.throttle.unlock(user.email)

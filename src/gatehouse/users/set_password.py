@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gatehouse.audit.service import Actor, record
+from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.users import service as users
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ async def set_password(accounts: AccountService, user: User, password: str, acto
         ids = await accounts.sessions.revoke(db, user_id=user.id, reason="password_change")
         await record(db, "password.changed", actor, target_user_id=user.id,
                      revoked_sessions=len(ids))
+        notify_after_commit(db, user.id, "password.changed")
     accounts.cache.evict(user.id)
     # After the commit, like every revocation (database first: fail closed).
     await accounts.sessions.publish_revocation(ids, "password_change")
