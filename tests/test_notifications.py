@@ -20,7 +20,7 @@ from gatehouse.notify.dispatch.events import notify_after_commit
 from gatehouse.store.db.models import User
 from tests._fake_openphone import FakeOpenPhone
 from tests._smtp import SmtpServer, part
-from tests.conftest import PASSWORD, REDIS_URL, bearer, create_user, login
+from tests.conftest import PASSWORD, REDIS_URL, asgi_client, bearer, create_user, login
 from tests.test_alerts import until
 from tests.test_recovery import running, smtp  # noqa: F401 - smtp is a fixture
 
@@ -190,6 +190,29 @@ async def test_notices_leave_only_after_the_commit(
         await ctx.notifier.drain()
     [text] = openphone.received
     assert "password was reset" in text.body["content"]
+
+
+@pytest.mark.asyncio
+async def test_a_sign_in_from_a_new_user_agent_or_ip_is_notified(
+    notify_app: Callable[..., Any], openphone: FakeOpenPhone
+) -> None:
+    """The first sign-in ever and a repeat from a known device text nothing; a new IP and a
+    new user agent each text `New sign-in` with that IP."""
+    app = notify_app()
+    ctx: Context = app.state.ctx
+    await user_with_phone(ctx)
+    async with running(app) as client:
+        await login(client)
+        await login(client)
+        async with asgi_client(app, client_ip="10.9.8.7") as elsewhere:
+            await login(elsewhere)
+        await until(lambda: sent(ctx, "sms") == 1)
+        client.headers["User-Agent"] = "Firefox/140.0 (test)"
+        await login(client)
+        await until(lambda: sent(ctx, "sms") == 2)
+    first, second = (r.body["content"] for r in openphone.received)
+    assert "New sign-in" in first and "10.9.8.7" in first
+    assert "Firefox/140.0" in second and "127.0.0.1" in second
 
 
 @pytest.mark.asyncio

@@ -33,6 +33,7 @@ from gatehouse.audit.service import Actor, record
 from gatehouse.auth import refresh_units
 from gatehouse.auth.access_tokens import AccessTokens, uuid7, uuid7_ms
 from gatehouse.auth.keys import ServerKeys
+from gatehouse.auth.known_devices import sign_in_is_new_device
 from gatehouse.auth.mfa_challenge import MfaChallenges
 from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import EVERYONE, Revocations, ms_of
@@ -203,11 +204,15 @@ class SessionService(SessionAdmin):
         sid = uuid7()
         secret = _b64(secrets.token_bytes(32))
         expires = now + timedelta(seconds=self.policy.refresh_ttl)
+        agent = (actor.user_agent or "")[:512] or None
         async with self.db.begin() as db:
             await db.execute(insert(Session).values(
                 id=sid, user_id=user.id, created_at=now, expires_at=expires, last_used_at=now,
-                ip=actor.ip, user_agent=(actor.user_agent or "")[:512] or None, auth_mode=auth_mode,
+                ip=actor.ip, user_agent=agent, auth_mode=auth_mode,
             ))
+            if await sign_in_is_new_device(db, user.id, agent, actor.ip, now):
+                notify_after_commit(db, user.id, "login.new_device", ip=actor.ip,
+                                    device=(agent or "unknown browser")[:80])
             await db.execute(insert(RefreshToken).values(
                 token_hash=self.hash_secret(secret), session_id=sid, generation=0, created_at=now,
             ))
