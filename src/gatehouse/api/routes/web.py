@@ -23,6 +23,7 @@ from gatehouse.api.problem import problem_response, request_id_of
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 CONSOLE_SHELL = WEB_DIR / "console" / "index.html"
+PUSH_WORKER = "console/push-worker.js"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -107,7 +108,10 @@ def router(*, console: bool) -> APIRouter:
         file = resolve_static(STATIC_DIR, path)
         if file is None:
             return _not_found(request)
-        return file_response(request, file, content_type_of(file.name))
+        response = file_response(request, file, content_type_of(file.name))
+        if path == PUSH_WORKER:  # it lives here but serves the console's pages (API.md §10)
+            response.headers["Service-Worker-Allowed"] = "/console/"
+        return response
 
     if not console:
         return web

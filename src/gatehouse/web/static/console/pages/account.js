@@ -1,19 +1,19 @@
 // My account: profile, password, sessions (this device marked), sign out everywhere,
-// second factor and browser notifications.
+// second factor and notifications (channels, phone, this browser's push).
 
 import { call, client, isMissingRoute } from "../api.js";
 import {
   busy, confirmDialog, date, describeError, field, h, messages, replace, table, time,
 } from "../dom.js";
 import { renderSecondFactor } from "./account-mfa.js";
-import { renderNotifications } from "./account-push.js";
+import { renderNotifications } from "./account-notifications.js";
 
 export async function render(main, ctx) {
   const profile = await call("GET", "/api/v1/users/profile");
   ctx.state.user = {...ctx.state.user, ...profile};
   const top = messages();
   const mfa = h("section", {"aria-labelledby": "mfa-h"});
-  const push = h("section", {"aria-labelledby": "push-h", hidden: true});
+  const notify = h("section", {"aria-labelledby": "notify-h"});
   replace(main,
     h("div", {class: "page-head"}, h("h1", {}, "Account"),
       h("p", {class: "lead"}, `Signed in as ${profile.email}`)),
@@ -22,12 +22,12 @@ export async function render(main, ctx) {
     passwordSection(profile.email),
     sessionsSection(ctx, top),
     mfa,
-    push,
+    notify,
   );
   const flash = ctx.takeFlash();
   if (flash) flash.kind === "error" ? top.error(flash.text) : top.notice(flash.text);
   renderSecondFactor(mfa, profile);
-  renderNotifications(push);
+  renderNotifications(notify, profile);
   return () => document.removeEventListener(SESSIONS_CHANGED, reloadSessions);
 }
 
