@@ -59,8 +59,12 @@ def test_console_screenshot_and_mermaid_flows_are_in_the_site(site: Path) -> Non
     assert (site / "img" / "console.png").stat().st_size > 10_000
     assert 'src="img/console.png"' in (site / "index.html").read_text()
     flows = (site / "flows" / "index.html").read_text()
-    # pymdownx's mermaid fence: Material renders these <pre class="mermaid"> blocks as diagrams.
+    # pymdownx's mermaid fence: Material renders these <pre class="mermaid"> blocks as diagrams,
+    # with the Mermaid of node_modules that the pages with diagrams (only those) load.
     assert len(re.findall(r'<pre class="mermaid"><code>sequenceDiagram', flows)) >= 7
+    assert (site / "js" / "mermaid.min.js").stat().st_size > 1_000_000
+    assert '<script src="../js/mermaid.min.js"></script>' in flows
+    assert "mermaid.min.js" not in (site / "index.html").read_text()
 
 
 def test_api_reference_lists_every_operation_of_the_openapi_document(site: Path) -> None:
