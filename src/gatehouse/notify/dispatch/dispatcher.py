@@ -10,6 +10,7 @@ What an instance had pulled but not started is pushed back when it stops.
 
 Workers hand each notice to `Channels.deliver` (channels.py); nothing of this runs on a
 request. A full in-process queue drops the notice (counted `dropped` on every channel).
+(redis-py types its list commands as sync-or-async: hence the `type: ignore[misc]`.)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Dispatcher(BackgroundQueue[Notice]):
             self.redis = Redis.from_url(settings.redis_url, decode_responses=True,
                                         socket_timeout=PUSH_TIMEOUT, socket_connect_timeout=2)
         self._pushes: set[asyncio.Task[None]] = set()
+        self._started = False
 
     # -- the publishing side --------------------------------------------------------------
 
@@ -71,7 +73,7 @@ class Dispatcher(BackgroundQueue[Notice]):
         assert self.redis is not None
         try:
             async with asyncio.timeout(PUSH_TIMEOUT):
-                await self.redis.rpush(self.key, notice.to_json())
+                await self.redis.rpush(self.key, notice.to_json())  # type: ignore[misc]
         except Exception as exc:  # Redis down: deliver from this process after all
             log.warning("notification_queue_redis_failed", error=type(exc).__name__)
             self._enqueue(notice)
@@ -79,6 +81,7 @@ class Dispatcher(BackgroundQueue[Notice]):
     # -- the delivering side --------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = True
         self._ensure_queue()
         for _ in range(WORKERS):
             self._spawn(self._work())
@@ -93,7 +96,7 @@ class Dispatcher(BackgroundQueue[Notice]):
             try:
                 while queue.full():  # noqa: ASYNC110 - a queue has no "room again" event
                     await asyncio.sleep(0.05)
-                item = await self.redis.blpop([self.key], timeout=PULL_WAIT)
+                item = await self.redis.blpop([self.key], timeout=PULL_WAIT)  # type: ignore[misc]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away for a while: keep trying
@@ -131,7 +134,7 @@ class Dispatcher(BackgroundQueue[Notice]):
             notice = queue.get_nowait()
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    await self.redis.lpush(self.key, notice.to_json())
+                    await self.redis.lpush(self.key, notice.to_json())  # type: ignore[misc]
             except Exception as exc:
                 log.warning("notification_requeue_failed", error=type(exc).__name__)
             queue.task_done()
@@ -143,8 +146,13 @@ class Dispatcher(BackgroundQueue[Notice]):
         await cancel_until_done(self._pushes, 0.5)
 
     async def aclose(self) -> None:
-        """Release the Redis connection (Context.close)."""
+        """Release the Redis connection (Context.close). Notices still in the in-process
+        queue are lost: without REDIS_URL they live in this process only, so neither a
+        stopping server (which logs how many) nor the CLI can hand them on."""
         await self.close()
+        left = self._ensure_queue().qsize()
+        if left and self.redis is None and self._started:
+            log.warning("notifications_not_sent", count=left)
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None
