@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import subprocess
 import time
+from typing import Any
 
 import httpx
 import redis
@@ -27,18 +28,23 @@ METRICS_TOKEN = "metrics-scrape-token-for-tests"
 class RedisProcess:
     """A `redis-server` of the test's own, without persistence, stopped by PID."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, config: str | None = None, **client: Any) -> None:
+        """`args` are more redis-server options (TLS, cluster, sentinel: the last one of an
+        option wins), `config` a config file read first (a sentinel needs one), `client` the
+        redis-py options the readiness ping needs (e.g. TLS)."""
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args, self.config, self.client = list(args), config, client
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+            ["redis-server", *([self.config] if self.config else []), "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, **self.client)
         deadline = time.monotonic() + 10
         try:
             while True:

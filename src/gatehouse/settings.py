@@ -197,8 +197,10 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError("must be redis://HOST:PORT/DB or rediss://...")
+        # Imported here: redis-py loads only when REDIS_URL is set.
+        from gatehouse.store.kv.redis_url import parse_redis_url
+
+        parse_redis_url(value)  # one line that never repeats the URL (it may hold a password)
         return value
 
     @field_validator("redis_prefix")

@@ -37,6 +37,7 @@ from gatehouse.errors import RateLimited, ServiceUnavailable
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 from gatehouse.store.kv.fallback import CacheHealth
+from gatehouse.store.kv.redis_url import close_client, limits_storage
 
 SCOPES = ("api", "login", "refresh", "register", "recovery", "client_errors")
 _OWN_BUCKETS = {"/auth/login": "login", "/auth/login/mfa": "login", "/auth/refresh": "refresh",
@@ -57,11 +58,9 @@ def _storage(redis_url: str | None, prefix: str = "") -> Storage:
     """
     if not redis_url:
         return MemoryStorage()
-    # limits' own URL scheme: "async+redis://...", "async+rediss://...", "async+redis+unix://...".
-    uri = "async+redis+" + redis_url if redis_url.startswith("unix:") else "async+" + redis_url
-    # redis-py is already a dependency (the key-value store); limits defaults to coredis.
-    return RedisStorage(uri, implementation="redispy", wrap_exceptions=True,
-                        key_prefix=f"{prefix}LIMITS", socket_timeout=2, socket_connect_timeout=2)
+    # One server, Sentinel or Cluster alike (store/kv/redis_url.py), on redis-py.
+    return limits_storage(redis_url, key_prefix=f"{prefix}LIMITS",
+                          socket_timeout=2, socket_connect_timeout=2)
 
 
 def bucket_for(method: str, path: str) -> str | None:
@@ -161,4 +160,4 @@ class RateLimits:
         """Close the Redis connection pool (the memory storage holds nothing to close)."""
         bridge = self.storage.bridge if isinstance(self.storage, RedisStorage) else None
         if isinstance(bridge, RedispyBridge):
-            await bridge.storage.aclose()
+            await close_client(bridge.storage)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+
+from gatehouse.store.kv.redis_url import close_client, redis_client
 
 # INCR then set the expiry only for a new key, atomically.
 _INCR = """
@@ -33,10 +35,12 @@ class RedisKV:
     def __init__(self, url: str, prefix: str = "") -> None:
         self.url = url
         self.prefix = prefix
-        self._redis: Redis = Redis.from_url(
+        # One server, a Sentinel-watched master or a Cluster (store/kv/redis_url.py).
+        self._redis: Redis | RedisCluster = redis_client(
             url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
-        self._incr = self._redis.register_script(_INCR)
+        # Typed for Redis only; a Cluster runs a one-key script on the key's node all the same.
+        self._incr = self._redis.register_script(_INCR)  # type: ignore[misc]
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -48,7 +52,11 @@ class RedisKV:
     async def get_many(self, keys: list[str]) -> list[str | None]:
         if not keys:
             return []
-        values: list[str | None] = await self._redis.mget([self._k(k) for k in keys])
+        names = [self._k(k) for k in keys]
+        # A Cluster refuses MGET across hash slots; mget_nonatomic splits it per slot.
+        if isinstance(self._redis, RedisCluster):
+            return list(await self._redis.mget_nonatomic(names))
+        values: list[str | None] = await self._redis.mget(names)
         return values
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
@@ -58,6 +66,7 @@ class RedisKV:
         return bool(await self._redis.set(self._k(key), value, px=_ms(ttl), nx=True))
 
     async def delete(self, *keys: str) -> None:
+        # On a Cluster redis-py splits a multi-key DEL per hash slot itself.
         if keys:
             await self._redis.delete(*(self._k(k) for k in keys))
 
@@ -70,7 +79,9 @@ class RedisKV:
 
     async def delete_prefix(self, prefix: str) -> int:
         count = 0
-        async for key in self._redis.scan_iter(match=_glob_escape(self._k(prefix)) + "*", count=500):
+        # On a Cluster scan_iter walks every primary in turn.
+        pattern = _glob_escape(self._k(prefix)) + "*"
+        async for key in self._redis.scan_iter(match=pattern, count=500):
             count += int(await self._redis.delete(key))
         return count
 
@@ -78,4 +89,4 @@ class RedisKV:
         return bool(await self._redis.ping())
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)
