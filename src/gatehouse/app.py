@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from gatehouse import __version__
-from gatehouse.api import cookies, openapi, problem
+from gatehouse.api import cookies, openapi, problem, static_routes
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
@@ -140,6 +140,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
             _add_routes(app, router, prefix=prefix, deprecated=deprecated)
     _add_routes(app, web.router(console=settings.console == "on"), prefix="")
     _add_routes(app, docs.router(app.title), prefix="")
+    static_routes.install(app)  # static paths by dictionary lookup, same answers as the scan
 
     cors: dict[str, Any] | None = None
     if settings.cors_origins:
