@@ -79,6 +79,7 @@ async def _two_instances_share_everything(make_app: Any, url: str,
     assert any(k.startswith(f"{prefix}rev:") for k in written), written
 
 
+# The Redis fixtures come before make_app in each test, so the apps close before Redis stops.
 @pytest.fixture
 def tls(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     cert, key = make_certificate(tmp_path)
@@ -134,7 +135,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.mark.asyncio
 async def test_rediss_with_a_ca_file_serves_sessions_and_rate_limits(
-    make_app: Any, tls: Any
+    tls: Any, make_app: Any
 ) -> None:
     """On a TLS-only redis-server (`rediss://...?ssl_ca_certs=`), revocations and rate limits
     are shared by two instances and stored in that Redis."""
@@ -142,7 +143,7 @@ async def test_rediss_with_a_ca_file_serves_sessions_and_rate_limits(
 
 
 @pytest.mark.asyncio
-async def test_sentinel_url_reaches_the_master(make_app: Any, sentinel: Any) -> None:
+async def test_sentinel_url_reaches_the_master(sentinel: Any, make_app: Any) -> None:
     """Through `redis+sentinel://SENTINEL/mymaster/0` the app finds the master the sentinel
     watches and shares revocations and rate limits there."""
     await _two_instances_share_everything(make_app, *sentinel)
@@ -150,7 +151,7 @@ async def test_sentinel_url_reaches_the_master(make_app: Any, sentinel: Any) -> 
 
 @pytest.mark.asyncio
 async def test_cluster_url_serves_the_store_across_slots_and_the_app(
-    make_app: Any, cluster: Any
+    cluster: Any, make_app: Any
 ) -> None:
     """On a three-node Cluster the key-value store reads, deletes and prefix-deletes keys that
     live in different hash slots on different nodes; the app shares sessions and limits."""
