@@ -92,13 +92,19 @@ class GatehouseMiddleware:
         started = time.perf_counter()
         # Counted before anything reads a header: cookie and header parsers downstream only
         # ever see a bounded section (CVE-2024-7592 made a 20 KB Cookie cost 0.7 s).
-        oversized = sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_headers
+        size = 0
+        forwarded: list[bytes] = []
+        for name, value in scope["headers"]:  # one pass: the size, and X-Forwarded-For lines
+            size += len(name) + len(value)
+            if name.lower() == b"x-forwarded-for":
+                forwarded.append(value)
+        oversized = size > self.max_headers
         headers = dict(scope["headers"])  # last value wins; fine for the headers read here
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         peer = scope["client"][0] if scope.get("client") else "unknown"
         # Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
-        xff = b",".join(v for k, v in scope["headers"] if k.lower() == b"x-forwarded-for")
+        xff = b",".join(forwarded)
         ip = self.client_ip(peer, xff.decode("latin-1") if xff else None)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id

@@ -43,6 +43,8 @@ LEEWAY_SECONDS = 30
 MAX_TOKEN_CHARS = 8192
 MAX_LIFETIME_SECONDS = 86_400  # the largest ACCESS_TOKEN_TTL settings allow
 _JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
+# A UUIDv7 as `uuid7` writes it (version 7, RFC 4122 variant); any other spelling is parsed.
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
 _TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # The last character of a canonical segment of length 2 or 3 (mod 4) leaves its unused
@@ -61,6 +63,8 @@ def uuid7(ms: int | None = None) -> str:
 
 
 def uuid7_ms(value: str) -> int | None:
+    if _UUID7.match(value):  # the spelling we issue: read the 48-bit time, no UUID object
+        return int(value[:8] + value[9:13], 16)
     try:
         parsed = uuid.UUID(value)
     except ValueError:

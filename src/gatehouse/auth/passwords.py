@@ -17,6 +17,7 @@ common or context-specific passwords refused (zxcvbn's dictionaries).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import secrets
 import threading
@@ -40,6 +41,25 @@ BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _ZXCVBN_MAX_CHARS = 100
 T = TypeVar("T")
 QUEUE_PER_WORKER = 64  # the default GATEHOUSE_HASH_QUEUE_MAX is this many jobs per thread
+_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+_MMAP_ABOVE = 1 << 20
+
+
+def _give_hash_memory_back() -> None:
+    """Make glibc return each argon2 block (its memory cost, 19 MiB) to the OS when the hash ends.
+
+    glibc serves a block that large with mmap the first time, then raises its mmap
+    threshold to the block's size, so every later block came from a per-thread arena
+    and stayed resident: a worker kept ~19 MiB per hash thread after a login storm and
+    ~17 MB more from start-up's dummy hash (bench/RESULTS.md, 2026-12-02 memory). A
+    fixed threshold turns that adaptation off: blocks above 1 MiB are always mapped and
+    unmapped. Not glibc (musl, macOS): nothing to do.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_ABOVE)
 
 
 def _usable_cores() -> int:
@@ -63,6 +83,7 @@ class PasswordHasher:
         self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None,
         queue_max: int | None = None, retry_after: int = 5,
     ) -> None:
+        _give_hash_memory_back()  # before the first hash (the dummy one below)
         self._argon2 = Argon2Hasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
