@@ -60,6 +60,10 @@ SEMANTIC_422 = {
     "POST /api/v1/auth/mfa/totp/confirm",
     # link tokens are opaque: only ones the service mailed are valid (400 link_invalid)
     "POST /api/v1/auth/password/reset", "POST /api/v1/auth/email/verify",
+    # a phone number must be a real one (phonenumbers); a code needs a phone on the profile
+    # and must be the one texted (API.md §10)
+    "PATCH /api/v1/users/profile", "POST /api/v1/users/profile/phone/verify-request",
+    "POST /api/v1/users/profile/phone/verify",
 }
 SETTINGS = {
     "derandomize": True,  # the fixed seed: the same cases on every run
