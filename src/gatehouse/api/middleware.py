@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -101,7 +101,7 @@ class GatehouseMiddleware:
         oversized = size > self.max_headers
         headers = dict(scope["headers"])  # last value wins; fine for the headers read here
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()  # no UUID object
         peer = scope["client"][0] if scope.get("client") else "unknown"
         # Several X-Forwarded-For lines form one list, in order (RFC 9110 §5.3).
         xff = b",".join(forwarded)
