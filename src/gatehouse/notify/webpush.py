@@ -37,7 +37,6 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 from py_vapid import Vapid, VapidException  # type: ignore[import-untyped]
-from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -121,6 +120,10 @@ class WebPushSender:
             self._client = None
 
     async def _deliver_one(self, target: _Target, data: bytes, urgency: str) -> None:
+        # pywebpush imports aiohttp and requests (~10 MB of every worker's RSS, bench/memory.py):
+        # loaded with the first push, not at start-up.
+        from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
+
         origin = target.origin
         try:
             # Checked again at send time: the host may resolve elsewhere since it subscribed.
