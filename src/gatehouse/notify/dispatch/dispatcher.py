@@ -20,11 +20,13 @@ import time
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from gatehouse.notify.background import BackgroundQueue, cancel_until_done
 from gatehouse.notify.dispatch.channels import Channels
 from gatehouse.notify.dispatch.events import Notice
 from gatehouse.settings import Settings
+from gatehouse.store.kv.redis_url import close_client, redis_client
 from gatehouse.users.profile import CHANNELS
 
 log = structlog.get_logger("gatehouse.notify")
@@ -43,10 +45,11 @@ class Dispatcher(BackgroundQueue[Notice]):
         super().__init__(QUEUE_MAX)
         self.channels = channels
         self.key = f"{settings.redis_prefix}notify:queue"
-        self.redis: Redis | None = None
+        self.redis: Redis | RedisCluster | None = None
         if settings.redis_url:
-            self.redis = Redis.from_url(settings.redis_url, decode_responses=True,
-                                        socket_timeout=PUSH_TIMEOUT, socket_connect_timeout=2)
+            # Any REDIS_URL form (TLS, Sentinel, Cluster): one key, so one slot on a Cluster.
+            self.redis = redis_client(settings.redis_url, decode_responses=True,
+                                      socket_timeout=PUSH_TIMEOUT, socket_connect_timeout=2)
         self._pushes: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -154,5 +157,5 @@ class Dispatcher(BackgroundQueue[Notice]):
         if left and self.redis is None and self._started:
             log.warning("notifications_not_sent", count=left)
         if self.redis is not None:
-            await self.redis.aclose()
+            await close_client(self.redis)
             self.redis = None
