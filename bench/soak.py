@@ -195,9 +195,10 @@ def print_summary(res: dict[str, Any], stem: Path) -> None:
     for op, o in res["operations"].items():
         console.print(f"  {op:<12} {o['count']:>8,} {o['per_s']:>8.1f}/s  p50 {o['p50_ms']:.1f}"
                       f"  p95 {o['p95_ms']:.1f}  p99 {o['p99_ms']:.1f} ms  errors {o['errors']}")
-    console.print(f"RSS {v.get('baseline_kb', 0) / 1024:.1f} MB at end of warm-up, max "
-                  f"{v.get('last_quarter_max_kb', 0) / 1024:.1f} MB in the last quarter: "
-                  f"{v.get('growth_pct', 'n/a')} % (bound {sr.RSS_BOUND:.0%})")
+    console.print(f"RSS floor {v.get('baseline_kb', 0) / 1024:.1f} MB at end of warm-up, "
+                  f"highest {v.get('last_quarter_max_kb', 0) / 1024:.1f} MB in the last quarter: "
+                  f"{v.get('growth_pct', 'n/a')} % (bound {sr.RSS_BOUND:.0%}); raw peak "
+                  f"{v.get('peak_kb', 0) / 1024:.1f} MB (logins in flight hold argon2's buffer)")
     verdict = "[green]PASS" if res["ok"] else "[red]FAIL"
     console.print(f"{verdict}[/]  {stem}.json, {stem}.svg")
 

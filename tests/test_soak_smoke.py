@@ -53,3 +53,14 @@ def test_rss_verdict_flags_growth_after_warmup_only() -> None:
     assert rss_verdict(warming, 60)["ok"]
     growth = rss_verdict(leaking, 60)
     assert (growth["ok"], growth["growth_pct"]) == (False, 8.0)
+
+
+def test_rss_verdict_ignores_a_hash_in_flight_but_not_a_raised_floor() -> None:
+    """A sample taken while argon2's 19 MiB buffer is mapped (a login in flight) is not a
+    leak; the same 19 MiB held from then on is. Samples every 0.5 s, as soak.py takes them."""
+    steady = [(i / 2, 120_000) for i in range(120)]
+    spiky = [(t, kb + 19_456 if i % 7 == 3 else kb) for i, (t, kb) in enumerate(steady)]
+    held = [(t, kb + (19_456 if t >= 50 else 0)) for t, kb in steady]
+    verdict = rss_verdict(spiky, 60)
+    assert verdict["ok"] and verdict["peak_kb"] == 139_456
+    assert not rss_verdict(held, 60)["ok"]

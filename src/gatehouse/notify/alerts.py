@@ -139,19 +139,12 @@ class Alerts(BackgroundQueue[_Alert]):
             await self._client.aclose()
             self._client = None
 
-    async def _work(self) -> None:
-        queue = self._ensure_queue()
-        while True:
-            alert = await queue.get()
-            try:
-                await self._deliver(alert)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # never let one alert stop the worker
-                log.warning("alert_failed", kind=alert.kind, error=type(exc).__name__)
-                self.metrics.alerts.labels(alert.kind, "failed").inc()
-            finally:
-                queue.task_done()
+    async def _handle(self, alert: _Alert) -> None:
+        await self._deliver(alert)
+
+    def _failed(self, alert: _Alert, exc: Exception) -> None:
+        log.warning("alert_failed", kind=alert.kind, error=type(exc).__name__)
+        self.metrics.alerts.labels(alert.kind, "failed").inc()
 
     async def _deliver(self, alert: _Alert) -> None:
         if await self._post(alert, limit=self.timeout):

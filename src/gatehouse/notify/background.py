@@ -1,8 +1,9 @@
 """The plumbing shared by the off-request-path senders (mail, Slack alerts).
 
 A bounded asyncio queue created on first use (so a sender can be built outside
-a running loop), worker tasks kept alive by a set, and stop/drain. What a
-worker does with an item, and how it retries, stays with each sender.
+a running loop), worker tasks kept alive by a set, the worker loop, and
+stop/drain. What a worker does with an item (`_handle`), how it retries, and
+what it records when an item fails unexpectedly (`_failed`) stay with each sender.
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ class BackgroundQueue(Generic[Item]):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _work(self) -> None:
+        """Take items one by one for ever; one item's failure never stops the worker."""
+        queue = self._ensure_queue()
+        while True:
+            item = await queue.get()
+            try:
+                await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a database or peer may be down: record it, keep working
+                self._failed(item, exc)
+            finally:
+                queue.task_done()
+
+    async def _handle(self, item: Item) -> None:
+        raise NotImplementedError
+
+    def _failed(self, item: Item, exc: Exception) -> None:
+        """Record an item whose `_handle` raised (log and metrics; never re-raise)."""
+        raise NotImplementedError
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Cancel the workers and any pending retry tasks, and wait until they have ended."""

@@ -227,22 +227,15 @@ class Mailer(BackgroundQueue[_Outgoing | _Job]):
         for _ in range(WORKERS):
             self._spawn(self._work())
 
-    async def _work(self) -> None:
-        queue = self._ensure_queue()
-        while True:
-            item = await queue.get()
-            try:
-                if isinstance(item, _Job):
-                    await item.run()
-                else:
-                    await self._deliver(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a job's database may be down: log, keep working
-                log.warning("mail_job_failed", job=getattr(item, "name", "delivery"),
-                            error=type(exc).__name__)
-            finally:
-                queue.task_done()
+    async def _handle(self, item: _Outgoing | _Job) -> None:
+        if isinstance(item, _Job):
+            await item.run()
+        else:
+            await self._deliver(item)
+
+    def _failed(self, item: _Outgoing | _Job, exc: Exception) -> None:
+        log.warning("mail_job_failed", job=getattr(item, "name", "delivery"),
+                    error=type(exc).__name__)
 
     async def _deliver(self, item: _Outgoing) -> None:
         email = item.email

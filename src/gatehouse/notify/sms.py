@@ -98,19 +98,12 @@ class SmsSender(BackgroundQueue[_Text]):
             await self._client.aclose()
             self._client = None
 
-    async def _work(self) -> None:
-        queue = self._ensure_queue()
-        while True:
-            text = await queue.get()
-            try:
-                await self._deliver(text)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # never let one text stop the worker
-                log.warning("sms_failed", to=masked(text.to), error=type(exc).__name__)
-                _report(text.on_result, "failed")
-            finally:
-                queue.task_done()
+    async def _handle(self, text: _Text) -> None:
+        await self._deliver(text)
+
+    def _failed(self, text: _Text, exc: Exception) -> None:
+        log.warning("sms_failed", to=masked(text.to), error=type(exc).__name__)
+        _report(text.on_result, "failed")
 
     async def _deliver(self, text: _Text) -> None:
         if self.mode != "api":

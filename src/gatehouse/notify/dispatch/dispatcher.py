@@ -112,18 +112,11 @@ class Dispatcher(BackgroundQueue[Notice]):
                 except (ValueError, KeyError, TypeError):
                     log.warning("notification_malformed")
 
-    async def _work(self) -> None:
-        queue = self._ensure_queue()
-        while True:
-            notice = await queue.get()
-            try:
-                await self.channels.deliver(notice, self._spawn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be down: log, keep working
-                log.warning("notification_failed", type=notice.type, error=type(exc).__name__)
-            finally:
-                queue.task_done()
+    async def _handle(self, notice: Notice) -> None:
+        await self.channels.deliver(notice, self._spawn)
+
+    def _failed(self, notice: Notice, exc: Exception) -> None:
+        log.warning("notification_failed", type=notice.type, error=type(exc).__name__)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the workers; with Redis, push back what was pulled but not started."""
