@@ -304,3 +304,13 @@ def _json_logs() -> None:
     from gatehouse.ops.logging import configure_logging
 
     configure_logging()
+
+
+@pytest.fixture
+def openphone() -> Iterator[Any]:
+    """A local stand-in for OpenPhone's messages API (tests/_fake_openphone.py)."""
+    from tests._fake_openphone import FakeOpenPhone
+
+    fake = FakeOpenPhone().start()
+    yield fake
+    fake.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,13 +26,6 @@ from tests.test_recovery import running, smtp  # noqa: F401 - smtp is a fixture
 
 PHONE = "+14155552671"
 NEW_PASSWORD = "a-brand-new-passphrase-42"
-
-
-@pytest.fixture
-def openphone() -> Iterator[FakeOpenPhone]:
-    fake = FakeOpenPhone().start()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

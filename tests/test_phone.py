@@ -5,7 +5,7 @@ server; the code the tests type back is read from the request it received.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,13 +21,6 @@ PHONE = "+14155552671"
 OTHER_PHONE = "+442079460958"
 API_KEY = "op-test-key-123"
 SENDER = "+14155550100"
-
-
-@pytest.fixture
-def openphone() -> Iterator[FakeOpenPhone]:
-    fake = FakeOpenPhone().start()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture
