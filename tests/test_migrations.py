@@ -83,3 +83,34 @@ def test_token_core_tables_exist_after_the_first_migration(tmp_path: Path) -> No
     assert sorted(schema(url)) == sorted(
         ["users", "sessions", "refresh_tokens", "api_keys", "audit_events", "push_subscriptions"]
     )
+
+
+def test_status_read_without_alembic_is_alembics_answer(tmp_path: Path) -> None:
+    """The revision graph read from the migration files and the revision read from the version
+    table (what `serve`, `/readyz` and `db status` use, so a worker never imports Alembic) are
+    exactly Alembic's answers, at every revision from empty to head and back."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert migrate.head_revision() == script.get_current_head()
+    assert migrate.revisions() == {r.revision: r.down_revision for r in script.walk_revisions()}
+    assert not migrate.is_known("9999") and migrate.is_known(None)
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = create_engine(migrate.sync_url(url))
+    order = [r.revision for r in reversed(list(script.walk_revisions()))]
+
+    def both() -> tuple[str | None, str | None]:
+        with engine.connect() as conn:
+            return migrate.current_revision(conn), MigrationContext.configure(conn) \
+                .get_current_revision()
+
+    try:
+        assert both() == (None, None)  # no version table at all
+        for revision in order:
+            migrate.upgrade(url, revision)
+            assert both() == (revision, revision)
+        migrate.downgrade(url, "base")
+        assert both() == (None, None)  # the table is there, empty
+    finally:
+        engine.dispose()

@@ -227,6 +227,18 @@ def _schema(settings: Settings) -> DoctorCheck:
                        "run `gatehouse db check` for the list")
 
 
+def check_hashing(settings: Settings) -> DoctorCheck:
+    """argon2id costs against OWASP's pairs: a warning below them (logins still work)."""
+    from gatehouse.auth.passwords import below_owasp
+
+    m, t, p = settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+    weak = below_owasp(m, t)
+    if weak:
+        return DoctorCheck("password_hashing", True, weak, "raise GATEHOUSE_ARGON2_MEMORY_KIB or "
+                           "GATEHOUSE_ARGON2_TIME_COST (docs/configuration.md)", warning=True)
+    return DoctorCheck("password_hashing", True, f"argon2id m={m} KiB t={t} p={p}")
+
+
 def run_checks(online: bool = False) -> list[DoctorCheck]:
     import asyncio
 
@@ -236,6 +248,7 @@ def run_checks(online: bool = False) -> list[DoctorCheck]:
         return [DoctorCheck("settings", False, line, "fix the variable named") for line in exc.lines]
     checks = [DoctorCheck("settings", True, "all variables valid")]
     checks += _secrets(settings)
+    checks.append(check_hashing(settings))
     checks += asyncio.run(_services(settings))
     if all(c.ok for c in checks if c.name in {"database", "migrations"}):
         checks.append(_schema(settings))  # drift only means something on a migrated database

@@ -18,6 +18,7 @@ Every email has a plain-text and an HTML part, rendered from
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import ssl
 import sys
@@ -29,7 +30,6 @@ from typing import Any, TextIO
 
 import aiosmtplib
 import structlog
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from gatehouse.notify.background import BackgroundQueue
 from gatehouse.notify.smtp_url import SmtpTarget, parse_smtp_url
@@ -47,12 +47,19 @@ SUBJECTS = {
 WORKERS = 4
 MAX_BACKOFF = 600.0
 
-_templates = Environment(
-    loader=PackageLoader("gatehouse.notify", "templates"),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
+
+
+@functools.cache
+def _templates() -> Any:
+    """The Jinja2 environment, built (and Jinja2 imported, ~3 MB) for the first email."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("gatehouse.notify", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,8 @@ def render(kind: str, to: str, subject: str | None = None, **values: Any) -> Ema
     assert kind in KINDS, kind
     subject = subject or SUBJECTS[kind]
     context = {"subject": subject, "email": to, **values}
-    text = _templates.get_template(f"{kind}.txt").render(context)
-    html = _templates.get_template(f"{kind}.html").render(context)
+    text = _templates().get_template(f"{kind}.txt").render(context)
+    html = _templates().get_template(f"{kind}.html").render(context)
     return Email(kind=kind, to=to, subject=subject, text=text, html=html)
 
 
