@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The hasher alone: argon2id verifications per second on one thread (W3's ceiling on one core).
 
-Same parameters as Gatehouse's default (m=19456 KiB, t=2, p=1) and as the seeded users'
-hash, so this is exactly the work one correct-password login costs. Prints one JSON line.
+Same costs as the server's (argon2_costs.py: its defaults or GATEHOUSE_ARGON2_*) and as
+the seeded users' hash, so this is exactly the work one correct-password login costs.
+Prints one JSON line.
 Run it pinned like the server: `taskset -c 0 .venv/bin/python bench/hasher.py`.
 """
 
@@ -15,6 +16,7 @@ import time
 from importlib.metadata import version
 
 from argon2 import PasswordHasher
+from argon2_costs import costs, label
 
 
 def main() -> None:
@@ -22,10 +24,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--max-count", type=int, default=100_000)
     args = ap.parse_args()
-    ph = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+    ph = PasswordHasher(**costs())
     pw = "correct-horse-battery-staple-1"
     h = ph.hash(pw)
-    ph.verify(h, pw)  # warm-up (page faults of the 19 MiB buffer)
+    ph.verify(h, pw)  # warm-up
     n, t0 = 0, time.perf_counter()
     cpu0 = time.process_time()
     while time.perf_counter() - t0 < args.seconds and n < args.max_count:
@@ -41,7 +43,7 @@ def main() -> None:
                 "per_s": round(n / wall, 2),
                 "ms_each": round(wall / n * 1e3, 2),
                 "cpu_util": round(cpu / wall, 3),
-                "params": "argon2id m=19456 KiB t=2 p=1",
+                "params": label(),
                 "argon2_cffi": version("argon2-cffi"),
                 "affinity": sorted(os.sched_getaffinity(0)),
             }

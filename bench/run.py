@@ -149,6 +149,8 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--port", type=int, default=8130)
     ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="gatehouse serve --workers (above 1 needs --redis-url)")
     ap.add_argument("--load-cpu", default="1")
     ap.add_argument("--workloads", default=",".join(ALL), help=f"comma list of {ALL}")
     ap.add_argument("--w4-races", type=int, default=60)
@@ -217,6 +219,7 @@ def main() -> int:
     res: dict[str, Any] = {
         "db": args.db,
         "redis": bool(args.redis_url),
+        "workers": args.workers,
         "log": args.log,
         "stamp": stamp,
         "argv": ["bench/run.py", *sys.argv[1:]],
@@ -240,10 +243,12 @@ def main() -> int:
         log_file=args.log,
         redis_url=args.redis_url,
         venv=Path(args.venv),
+        workers=args.workers,
     )
     profiler = Profiler(args, outdir, stamp)
     console.print(
         f"[bold]Gatehouse bench[/] db={args.db} redis={bool(args.redis_url)} log={args.log} "
+        f"workers={args.workers} "
         f"server cpu {args.server_cpu}, load cpu {args.load_cpu}; duration {args.duration:g}s"
     )
     progress = Progress(
@@ -334,7 +339,8 @@ def main() -> int:
         server.stop()
     path = (
         outdir
-        / f"{args.db}{'-redis' if args.redis_url else ''}{'-' + args.tag if args.tag else ''}"
+        / f"{args.db}{'-redis' if args.redis_url else ''}"
+        f"{f'-w{args.workers}' if args.workers > 1 else ''}{'-' + args.tag if args.tag else ''}"
         f"-{stamp}.json"
     )
     path.write_text(json.dumps(res, indent=1))

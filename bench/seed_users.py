@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from argon2_costs import costs
 
 
 def main() -> int:
@@ -25,8 +26,8 @@ def main() -> int:
     ap.add_argument("--password", default="correct-horse-battery-staple-1")
     ap.add_argument("--role", default="user")
     args = ap.parse_args()
-    # Same parameters as the server's defaults, so no login re-hashes (needs_rehash stays False).
-    pw_hash = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(args.password)
+    # The server's costs, so no login re-hashes (needs_rehash stays False).
+    pw_hash = PasswordHasher(**costs()).hash(args.password)
     rows = [
         {
             "email": args.fmt.format(i=i),

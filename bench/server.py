@@ -116,11 +116,13 @@ class GatehouseServer:
         redis_url: str | None = None,
         venv: Path = REPO / ".venv",
         extra_env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.db, self.port, self.cpu, self.datadir = db, port, cpu, datadir
         self.n_users, self.password, self.user_fmt = n_users, password, user_fmt
         self.log_mode, self.redis_url, self.venv = log_file, redis_url, venv
         self.extra_env = extra_env or {}
+        self.workers = workers  # > 1 needs redis_url (serve refuses otherwise)
         self.proc: subprocess.Popen[bytes] | None = None
         self.pg_db: str | None = None
         self.access_log = datadir / "access.log"
@@ -204,6 +206,8 @@ class GatehouseServer:
             "127.0.0.1",
             "--port",
             str(self.port),
+            "--workers",
+            str(self.workers),
         ]
         self.command = cmd
         self.proc = subprocess.Popen(

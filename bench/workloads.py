@@ -638,7 +638,7 @@ async def w4(cfg: Cfg, server: GatehouseServer, tick: Tick | None = None) -> dic
 
 # ------------------------------------------------------------------ hasher alone
 def hasher_alone(python: Path, cpu: str, seconds: float = 5.0) -> dict[str, Any]:
-    """argon2id (m=19456, t=2, p=1) verifications/s: one thread, pinned like the server."""
+    """argon2id verifications/s at the server's costs: one thread, pinned like the server."""
     import subprocess
 
     r = subprocess.run(
