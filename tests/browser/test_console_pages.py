@@ -14,6 +14,12 @@ from tests.browser.conftest import BrowserServer
 from tests.conftest import PASSWORD
 
 DOCS_IMAGE = Path(__file__).resolve().parent.parent.parent / "docs" / "img" / "console.png"
+#: Pictures of docs/console.md, kept current by this test: (page, device, scheme) -> file.
+DOCS_SHOTS = {
+    ("sign-in", "desktop", "light"): DOCS_IMAGE.with_name("console-sign-in.png"),
+    ("users", "desktop", "light"): DOCS_IMAGE.with_name("console-users.png"),
+    ("account", "phone", "dark"): DOCS_IMAGE.with_name("console-account-phone-dark.png"),
+}
 
 VARIANTS = [
     ("desktop", {"width": 1280, "height": 800}, "light"),
@@ -92,6 +98,8 @@ def test_every_page_renders_cleanly_and_is_captured(
         settle(page, name, heading)
         no_horizontal_overflow(page)
         page.screenshot(path=artifacts / f"{name}-{device}-{scheme}.png", full_page=True)
+        if (name, device, scheme) in DOCS_SHOTS:
+            page.screenshot(path=DOCS_SHOTS[name, device, scheme])  # what the viewport shows
     assert anonymous.problems == []  # type: ignore[attr-defined]
 
     admin = signed_in(tour_server, "root@example.com", viewport=viewport, color_scheme=scheme)
@@ -102,6 +110,8 @@ def test_every_page_renders_cleanly_and_is_captured(
         no_horizontal_overflow(page)
         shot = artifacts / f"{name}-{device}-{scheme}.png"
         page.screenshot(path=shot, full_page=True)
+        if (name, device, scheme) in DOCS_SHOTS:
+            page.screenshot(path=DOCS_SHOTS[name, device, scheme])
         if name == "users":
             page.get_by_role("button", name="Manage olivia@example.com").click()
             expect(page.get_by_role("dialog")).to_be_visible()
