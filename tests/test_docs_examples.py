@@ -242,9 +242,13 @@ class Folder:
         return bool([u["disabled"] for u in found if u["email"] == email] == [True])
 
     def printed_password(self) -> str:
-        match = re.search(r"email admin@example\.com\s+password (\S+)",
-                          (self.path / "serve.log").read_text())
-        assert match, "serve --dev printed no first-admin password"
+        """The password `serve --dev` printed, as a reader waits for it: it is printed once the
+        port accepts connections, which may come a moment after /readyz first answered."""
+        deadline = time.monotonic() + 30
+        while not (match := re.search(r"email admin@example\.com\s+password (\S+)",
+                                      (self.path / "serve.log").read_text())):
+            assert time.monotonic() < deadline, "serve --dev printed no first-admin password"
+            time.sleep(0.1)
         return match.group(1)
 
 

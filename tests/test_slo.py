@@ -106,6 +106,24 @@ def test_api_p95_comes_from_the_buckets_of_every_route() -> None:
     assert p95.ok is False and 2500 < p95.measured < 5000
 
 
+def test_a_p95_of_fewer_than_20_requests_is_shown_but_not_judged() -> None:
+    """One slow login among the first few requests of a server is shown but is no breach; at 20
+    requests the 95th percentile leaves out the slowest one and is judged."""
+    metrics = Metrics()
+    for _ in range(5):
+        metrics.http_duration.labels("GET", "/api/v1/users/profile").observe(0.004)
+    metrics.http_duration.labels("POST", "/api/v1/auth/login").observe(0.400)
+    p95 = checks_of(metrics)["api_latency_p95_ms"]
+    assert p95.ok is True and 250 < p95.measured <= 500
+    assert "only 6 requests" in p95.detail
+    for _ in range(13):
+        metrics.http_duration.labels("GET", "/api/v1/users/profile").observe(0.004)
+    metrics.http_duration.labels("POST", "/api/v1/auth/login").observe(0.400)
+    p95 = checks_of(metrics)["api_latency_p95_ms"]  # 20 requests, 2 slow: p95 is slow
+    assert p95.ok is False and 250 < p95.measured <= 500
+    assert p95.detail == "estimated from the histogram of 20 requests"
+
+
 def test_histogram_quantile_matches_prometheus() -> None:
     """Linear inside a bucket; a rank in +Inf gives the highest finite bound; no data gives None."""
     buckets = [(0.1, 50.0), (0.2, 100.0), (float("inf"), 100.0)]
