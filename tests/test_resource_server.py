@@ -10,12 +10,14 @@ fetch, and (FastAPI, `check_revocation`) refuse a logged-out session.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,14 +29,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gatehouse.auth.jwks import write_new_key
+from gatehouse.auth.jwks import ed25519_jwk, write_new_key
 from gatehouse.auth.rbac import ROLE_PERMISSIONS
 from gatehouse.client import NotAuthenticated, _clock
 from gatehouse.client.resource import ROLE_PERMISSIONS as SDK_ROLE_PERMISSIONS
 from gatehouse.client.resource import AsyncTokenVerifier, TokenVerifier
 from gatehouse.settings import Settings
 from tests.conftest import JWT_SECRET, PASSWORD, Server, free_port, run_cli
-from tests.test_access_tokens import _load_key, _segments, claims_of, header_of, sign_hs256
+from tests.test_access_tokens import (
+    _load_key,
+    _segments,
+    claims_of,
+    header_of,
+    sign_hs256,
+    valid_claims,
+)
 from tests.test_access_tokens import sign_eddsa as sign_with
 from tests.test_sdk_real_server import seed
 
@@ -305,6 +314,88 @@ async def test_unreachable_issuer_answers_503_not_a_guess(monkeypatch: pytest.Mo
     await example.verifier.aclose()
     assert_problem(r, 503, "service_unavailable")
     assert r.headers["retry-after"] == "5" and r.json()["retry_after"] == 5
+
+
+class _IdleTimeoutIssuer(http.server.ThreadingHTTPServer):
+    """A JWKS server whose keep-alive timer fires just as the client reuses the connection.
+
+    Each connection answers one request (promising keep-alive), then is dropped
+    unanswered when the next request arrives on it: what uvicorn does to a client
+    that reuses a connection idle for its `timeout_keep_alive` (5 s) at that moment.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _IdleTimeoutHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.keys: list[dict[str, str]] = []
+        self.answered = self.dropped = 0
+
+
+class _IdleTimeoutHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _IdleTimeoutIssuer
+
+    def handle(self) -> None:
+        self.handle_one_request()
+        if self.rfile.readline():  # the client reused the connection: drop it unanswered
+            self.server.dropped += 1
+
+    def do_GET(self) -> None:
+        body = json.dumps({"keys": self.server.keys}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.answered += 1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def idle_timeout_issuer() -> Iterator[_IdleTimeoutIssuer]:
+    server = _IdleTimeoutIssuer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.asyncio
+async def test_a_fetch_on_a_connection_the_issuer_just_closed_is_sent_again(
+    idle_timeout_issuer: _IdleTimeoutIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key rotation met on a stale keep-alive connection is a fetch on a new one, not a 503."""
+    issuer, clock = idle_timeout_issuer, Clock(monkeypatch)
+    old_key, new_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+    def token(key: Ed25519PrivateKey, kid: str) -> str:
+        return sign_with(valid_claims(iss=issuer.url, sub=kid), key,
+                         {"alg": "EdDSA", "typ": "at+jwt", "kid": kid})
+
+    def publish(key: Ed25519PrivateKey, kid: str) -> None:
+        issuer.keys.append({**ed25519_jwk(key.public_key()), "kid": kid, "alg": "EdDSA",
+                            "use": "sig"})
+
+    publish(old_key, "old")
+    with TokenVerifier(issuer.url) as verifier:
+        assert verifier.verify(token(old_key, "old")).user_id == "old"
+        publish(new_key, "new")  # a rotation; the verifier's pooled connection is now stale
+        clock.now += 5
+        assert verifier.verify(token(new_key, "new")).user_id == "new"
+    assert (issuer.answered, issuer.dropped) == (2, 1)
+
+    issuer.keys.clear()
+    publish(old_key, "old")
+    async with AsyncTokenVerifier(issuer.url) as averifier:
+        assert (await averifier.verify(token(old_key, "old"))).user_id == "old"
+        publish(new_key, "new")
+        clock.now += 5
+        assert (await averifier.verify(token(new_key, "new"))).user_id == "new"
+    assert (issuer.answered, issuer.dropped) == (4, 2)
 
 
 def test_express_example_accepts_gatehouse_tokens_and_refuses_forged_ones(

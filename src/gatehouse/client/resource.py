@@ -19,7 +19,9 @@ What it guarantees:
   must match;
 - keys are cached for ``jwks_ttl`` seconds and fetched again when a token
   names an unknown ``kid`` (after ``gatehouse keys rotate``), at most once per
-  ``min_refetch_interval``;
+  ``min_refetch_interval``; a fetch that meets a pooled connection the
+  issuer closed at that moment (its keep-alive timeout) is sent once more,
+  at once, on a new connection;
 - ``check_revocation=True`` asks ``/auth/validate`` too, caching each answer
   for ``revocation_ttl`` seconds, so a logout reaches your API within that
   time instead of when the token expires. Without it a revoked token is
@@ -38,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import httpx
 
@@ -56,6 +58,11 @@ __all__ = ["ROLE_PERMISSIONS", "AsyncTokenVerifier", "Principal", "TokenVerifier
 
 JWKS_PATH = "/.well-known/jwks.json"
 VALIDATE_PATH = "/api/v1/auth/validate"
+#: How a pooled keep-alive connection fails when the issuer closed it (its idle timeout, 5 s
+#: under uvicorn) just as we reused it. Fetches are minutes apart, so the pool's connection
+#: is often that old: one immediate retry, on a new connection, tells this from an issuer
+#: that is down. Timeouts are not retried: they would double the wait of the caller's request.
+_STALE_CONNECTION: Final = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class _BaseVerifier:
@@ -141,8 +148,15 @@ class TokenVerifier(_BaseVerifier):
         return principal
 
     def _get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
+        url = self._base + path
         try:
-            return self._http.get(self._base + path, headers=headers)
+            return self._http.get(url, headers=headers)
+        except _STALE_CONNECTION:
+            pass  # once more, on a new connection
+        except httpx.HTTPError:
+            return None
+        try:
+            return self._http.get(url, headers=headers)
         except httpx.HTTPError:
             return None
 
@@ -179,8 +193,15 @@ class AsyncTokenVerifier(_BaseVerifier):
         return principal
 
     async def _get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
+        url = self._base + path
         try:
-            return await self._http.get(self._base + path, headers=headers)
+            return await self._http.get(url, headers=headers)
+        except _STALE_CONNECTION:
+            pass  # once more, on a new connection
+        except httpx.HTTPError:
+            return None
+        try:
+            return await self._http.get(url, headers=headers)
         except httpx.HTTPError:
             return None
 
