@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from tests.browser.conftest import BrowserServer
 from tests.conftest import PASSWORD
@@ -209,6 +209,43 @@ def test_admin_creates_a_user_changes_roles_disables_and_revokes_sessions(
                    json={"email": "newbie@example.com", "password": PASSWORD})
     assert r.status_code == 403 and r.json()["code"] == "account_disabled"
     assert no_problems(context) == []
+
+
+def test_a_page_still_loading_never_draws_over_the_page_navigated_to(
+    console_server: BrowserServer, signed_in: Callable[..., BrowserContext]
+) -> None:
+    """Leave the account page while its profile is on the way: when the profile arrives, the
+    account page must not replace the Users page the admin went to (seen on a loaded CI
+    machine: the Users page's buttons vanished under the Account page)."""
+    console_server.add_user("slow-link@example.com", ["admin"])
+    page = signed_in(console_server, "slow-link@example.com").new_page()
+    page.goto("/console/account")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Account")
+
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/v1/users/profile", hold_the_first)
+    page.get_by_role("link", name="Account").click()  # the account page asks for the profile
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the account page never asked for the profile"
+    page.get_by_role("link", name="Users").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Users")
+
+    # The account page draws its sessions list in the same step as the rest of the page,
+    # so once its sessions request is out, the stale page has drawn whatever it draws.
+    with page.expect_request("**/api/v1/auth/sessions?limit=200"):
+        held[0].continue_()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Users")
+    page.get_by_role("button", name="New user").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
 
 
 def test_admin_creates_an_api_key_sees_it_once_and_revokes_it(

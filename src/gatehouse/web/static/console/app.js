@@ -172,14 +172,24 @@ async function render() {
     ctx.setTitle(route.title);
   }
   if (renderId !== state.renderId) return undefined;
-  main.replaceChildren();
+  // Each render draws into its own view: a page still waiting for data when the user moves on
+  // (the account page's profile on a slow link) finishes into its detached view, never over
+  // the page navigated to.
+  const view = h("div", {class: "view"});
+  main.replaceChildren(view);
+  let cleanup = null;
   try {
-    state.cleanup = (await module.render(main, ctx)) || null;
+    cleanup = (await module.render(view, ctx)) || null;
   } catch (error) {
-    replace(main, h("h1", {}, route ? route.title : "Error"),
+    replace(view, h("h1", {}, route ? route.title : "Error"),
       h("div", {role: "alert", class: "message error"}, describeError(error)));
   }
-  if (renderId === state.renderId) focusHeading();
+  if (renderId !== state.renderId) {
+    try { if (cleanup) cleanup(); } catch { /* a stale page's cleanup never blocks the current one */ }
+    return undefined;
+  }
+  state.cleanup = cleanup;
+  focusHeading();
   return undefined;
 }
 
