@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -33,7 +34,23 @@ from gatehouse.store.db import migrate
 PG_ADMIN_URL = os.environ.get(
     "GATEHOUSE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("GATEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _worker_redis_url(url: str) -> str:
+    """Under pytest-xdist (.ci/run) each worker has its own Redis database: gw0 the URL's,
+    gw1 the one below, and so on, so one worker's FLUSHDB never empties another's keys."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(db - int(worker[2:])) % 16}"))
+
+
+REDIS_URL = _worker_redis_url(
+    os.environ.get("GATEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+if "GATEHOUSE_TEST_REDIS_URL" in os.environ:  # for the tests that read it themselves
+    os.environ["GATEHOUSE_TEST_REDIS_URL"] = REDIS_URL
 
 JWT_SECRET = "test-jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 ENCRYPTION_KEY = "0123456789abcdefghijklmnopqrstuv"
