@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,7 +38,7 @@ class FakeBrowser:
 
     endpoint: str
     answers: list[int | None]
-    retry_after: str | None = None
+    retry_after: str | Callable[[], str] | None = None  # a callable is read at each answer
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     auth: bytes = field(default_factory=lambda: secrets.token_bytes(16))
@@ -96,7 +97,8 @@ class FakePushService:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def browser(self, *answers: int | None, retry_after: str | None = None) -> FakeBrowser:
+    def browser(self, *answers: int | None,
+                retry_after: str | Callable[[], str] | None = None) -> FakeBrowser:
         """A new subscription here; it answers `answers` in turn, then 201 for ever."""
         path = f"/wpush/v2/{secrets.token_urlsafe(24)}"
         browser = FakeBrowser(self.origin + path, list(answers), retry_after)
@@ -136,7 +138,10 @@ class FakePushService:
         with self._lock:
             self.received.append(Received(path, time.monotonic(), headers, claims, payload))
             answer = browser.answers.pop(0) if browser.answers else 201
-        return answer, browser.retry_after if answer == 429 else None
+        if answer != 429 or browser.retry_after is None:
+            return answer, None
+        value = browser.retry_after
+        return answer, value if isinstance(value, str) else value()
 
     def _claims(self, authorization: str) -> dict[str, Any]:
         match = _AUTH.match(authorization)

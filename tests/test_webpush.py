@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from email.utils import formatdate
 from types import SimpleNamespace
 from typing import Any
@@ -151,8 +151,10 @@ async def test_429_is_retried_no_sooner_than_retry_after(
     outcomes: list[Outcome], form: str,
 ) -> None:
     """After a 429 with `Retry-After` (seconds or an HTTP date) the retry waits that long,
-    though the sender's own backoff is 10 ms, and then delivers."""
-    retry_after = "1" if form == "seconds" else formatdate(time.time() + 2, usegmt=True)
+    though the sender's own backoff is 10 ms, and then delivers. The date is written when the
+    service answers, 3 s ahead: whole seconds only, so at least 2 s after the answer."""
+    retry_after: str | Callable[[], str] = "1" if form == "seconds" else (
+        lambda: formatdate(time.time() + 3, usegmt=True))
     busy = push.browser(429, retry_after=retry_after)
     await subscribe(ctx, alice, busy)
 
