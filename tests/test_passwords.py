@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 from typing import Any
 
@@ -19,7 +20,7 @@ from gatehouse.audit.service import CLI
 from gatehouse.auth.passwords import PasswordHasher, below_owasp
 from gatehouse.cli.doctor import check_hashing
 from gatehouse.context import Context
-from gatehouse.settings import load_settings
+from gatehouse.settings import SettingsError, load_settings
 from gatehouse.store.db.models import User
 from gatehouse.users.importer import ImportRow, import_users
 from tests.conftest import PASSWORD, asgi_client, create_user, login
@@ -399,3 +400,27 @@ async def test_register_and_password_change_answer_503_while_the_hash_queue_is_f
                                               headers=auth))
         assert (await busy).status_code == 200
         assert (await _register(client, LONG_PASSPHRASE)).status_code == 201
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("nice", [0, 7])
+async def test_hash_threads_run_below_the_event_loop(nice: int) -> None:
+    """The hash threads run `GATEHOUSE_HASH_NICE` steps below the rest of the process (default
+    10), so a login storm cannot take the core from token checks; 0 leaves them level."""
+    assert load_settings().hash_nice == 10
+    with pytest.raises(SettingsError, match="GATEHOUSE_HASH_NICE: Input should be less than"):
+        load_settings(GATEHOUSE_HASH_NICE="20")
+    hasher = PasswordHasher(time_cost=1, memory_kib=8, parallelism=1, workers=2, nice=nice)
+    seen: list[int] = []
+
+    def record_thread(_: str) -> str:
+        seen.append(threading.get_native_id())
+        return _
+
+    try:
+        await asyncio.gather(*(hasher._run(record_thread, "x") for _ in range(8)))
+    finally:
+        hasher.close()
+    process = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen and {os.getpriority(os.PRIO_PROCESS, tid) for tid in seen} == {process + nice}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process

@@ -86,6 +86,7 @@ class Context:
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
             workers=settings.hash_workers,
+            nice=settings.hash_nice,
             queue_max=settings.hash_queue_max,
             retry_after=settings.retry_after_seconds,
         )

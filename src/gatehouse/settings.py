@@ -150,6 +150,9 @@ class Settings(BaseSettings):
                                    alias="GATEHOUSE_ARGON2_MEMORY_KIB")
     argon2_parallelism: int = Field(1, ge=1, le=16, alias="GATEHOUSE_ARGON2_PARALLELISM")
     hash_workers: int | None = Field(None, ge=1, le=64, alias="GATEHOUSE_HASH_WORKERS")
+    # How much lower the hash threads' scheduling priority is than the event loop's (Linux
+    # nice steps): a login storm queues logins instead of slowing every token check.
+    hash_nice: int = Field(10, ge=0, le=19, alias="GATEHOUSE_HASH_NICE")
     # Password checks waiting for a hash thread; beyond it 503 (default 64 per worker).
     hash_queue_max: int | None = Field(None, ge=0, le=100_000, alias="GATEHOUSE_HASH_QUEUE_MAX")
     password_min_length: int = Field(12, ge=8, le=128, alias="GATEHOUSE_PASSWORD_MIN_LENGTH")

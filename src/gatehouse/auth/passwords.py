@@ -17,6 +17,7 @@ common or context-specific passwords refused (zxcvbn's dictionaries).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import secrets
@@ -32,6 +33,7 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gatehouse.auth import argon2_verify
 from gatehouse.errors import ServiceUnavailable, WeakPassword
 
 MAX_PASSWORD_BYTES = 1024
@@ -57,7 +59,9 @@ def _give_hash_memory_back() -> None:
     and stayed resident: a worker kept ~19 MiB per hash thread after a login storm and
     ~17 MB more from start-up's dummy hash (bench/RESULTS.md, 2026-12-02 memory). A
     fixed threshold turns that adaptation off: blocks above 1 MiB are always mapped and
-    unmapped. Not glibc (musl, macOS): nothing to do.
+    unmapped. That now serves hashing a new password; a verification (every login) runs
+    on its thread's own kept block (argon2_verify.py), which costs no page faults. Not
+    glibc (musl, macOS): nothing to do.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -72,6 +76,18 @@ def _usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return os.cpu_count() or 2
+
+
+def _lower_priority(nice: int) -> None:
+    """Run this (hash) thread `nice` steps below the process: when a login storm and token
+    checks compete for a core, the event loop wins and logins wait in the queue. Linux
+    schedules threads on their own, so the thread's id sets it; elsewhere nothing changes."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    # Not allowed (a sandbox): the thread keeps the process's priority.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 def below_owasp(memory_kib: int, time_cost: int) -> str | None:
@@ -95,14 +111,15 @@ class PasswordHasher:
 
     def __init__(
         self, *, time_cost: int, memory_kib: int, parallelism: int, workers: int | None = None,
-        queue_max: int | None = None, retry_after: int = 5,
+        nice: int = 0, queue_max: int | None = None, retry_after: int = 5,
     ) -> None:
         _give_hash_memory_back()  # before the first hash (the dummy one below)
         self._argon2 = Argon2Hasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
         workers = workers or _usable_cores()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-hash")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-hash",
+                                        initializer=_lower_priority, initargs=(nice,))
         # Jobs admitted (running or waiting): at most one per thread plus the queue.
         queue = QUEUE_PER_WORKER * workers if queue_max is None else queue_max
         self.max_pending = workers + queue
@@ -127,6 +144,10 @@ class PasswordHasher:
         return Verification(ok=True, needs_rehash=self._argon2.check_needs_rehash(stored_hash))
 
     def _verify_argon2(self, stored_hash: str, password: str) -> bool:
+        try:
+            return argon2_verify.verify(stored_hash, password.encode())
+        except InvalidHashError:
+            pass  # not one it reads (an old argon2 version, say): argon2-cffi decides
         try:
             return self._argon2.verify(stored_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

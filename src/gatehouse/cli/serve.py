@@ -184,8 +184,9 @@ def _announce_when_listening(host: str, port: int, settings: Settings,
 
 # glibc gives every thread that allocates (hashing threads, SQLite threads) its own
 # arena, and the 19 MiB argon2 blocks stay resident in each. Two arenas cap that
-# (peak RSS 220 -> ~150 MB under the benchmark). A fixed mmap threshold was tried
-# too and dropped: mapping every argon2 block cost 37 % of hashing throughput.
+# (peak RSS 220 -> ~150 MB under the benchmark). Since then blocks over 1 MiB are mapped and
+# unmapped (auth/passwords.py) and each hash thread keeps one block for verifications
+# (auth/argon2_verify.py), which avoids the page faults that mapping every block cost.
 # It must be set before the process starts, hence one re-exec (same PID and args).
 _MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
 
