@@ -136,6 +136,8 @@ async def test_access_token_header_and_claims_follow_the_contract(
     decoded = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="gatehouse",
                          issuer=ISSUER)
     assert decoded["sub"] == alice.id
+    # Byte for byte what PyJWT writes for the same claims (the JWS is built without it).
+    assert jwt.encode(claims, JWT_SECRET, algorithm="HS256", headers={"typ": "at+jwt"}) == token
 
 
 @pytest.mark.asyncio
@@ -489,6 +491,9 @@ async def test_eddsa_token_kid_is_the_rfc7638_thumbprint(eddsa: Any, keys_dir: P
     expected_kid = rfc7638_thumbprint(_raw_public(_only_key(keys_dir)))
     assert header_of(token) == {"alg": "EdDSA", "typ": "at+jwt", "kid": expected_kid}
     assert (await answer(client, token))[0] == 200
+    # Byte for byte what PyJWT writes (Ed25519 signatures are deterministic).
+    assert jwt.encode(claims_of(token), _only_key(keys_dir), algorithm="EdDSA",
+                      headers={"typ": "at+jwt", "kid": expected_kid}) == token
 
 
 @pytest.mark.asyncio
@@ -690,3 +695,29 @@ async def test_correctly_signed_odd_claims_never_cause_a_server_error(
     assert status in {200, 401}
     if status == 401:
         assert code in {"token_invalid", "token_expired"}
+
+
+# -- issuing: PyJWT's serialisation with a key prepared once ------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "EdDSA"])
+def test_issued_tokens_are_the_bytes_jwt_encode_gives(algorithm: str, tmp_path: Path) -> None:
+    """The signing key is prepared once (auth/access_tokens._PreparedHMAC); the tokens are
+    exactly what PyJWT's `jwt.encode` makes of the same claims, header and key, also after
+    the secret changes."""
+    from gatehouse.auth.access_tokens import AccessTokens
+    from gatehouse.auth.jwks import KeyRing
+
+    if algorithm == "HS256":
+        rings = [KeyRing("HS256", secret=JWT_SECRET), KeyRing("HS256", secret=JWT_SECRET[::-1])]
+    else:
+        write_new_key(tmp_path)
+        rings = [KeyRing("EdDSA", keys_dir=tmp_path)]
+    for ring in rings:
+        tokens = AccessTokens(keys=ring, issuer=ISSUER, audience="gatehouse", ttl=900)
+        for roles in (["user"], ["admin", "support"]):
+            token, _ = tokens.issue(user_id="u-1", session_id="s-1", roles=roles)
+            kid, key = ring.signing_key()
+            assert token == jwt.encode(claims_of(token), key, algorithm=algorithm,
+                                       headers=header_of(token))
+            assert tokens.verify(token).roles == roles

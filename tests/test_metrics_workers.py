@@ -61,3 +61,29 @@ def test_four_workers_metrics_add_up(
             assert total(text, "gatehouse_cache_fallback_active") == 0
     server.stop()
     assert [p.name for p in tmp.iterdir() if p.name.startswith("gatehouse-metrics-")] == []
+
+
+def test_request_series_count_every_request_past_the_kept_label_sets() -> None:
+    """observe_request keeps each label set's children; a flood of odd methods past the cap
+    is still counted, each request once, in both series."""
+    from gatehouse.ops.metrics import _MAX_REQUEST_CHILDREN, Metrics
+
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe_request("GET", "/api/v1/users/profile", 200, 0.002)
+    odd = [f"M{i}" for i in range(_MAX_REQUEST_CHILDREN + 50)]
+    for method in odd + odd:
+        metrics.observe_request(method, "unmatched", 405, 0.001)
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("gatehouse_http_requests_total", method="GET", route="/api/v1/users/profile",
+                 status="200") == 3
+    assert value("gatehouse_http_request_duration_seconds_count", method="GET",
+                 route="/api/v1/users/profile") == 3
+    for method in (odd[0], odd[-1]):  # one kept, one past the cap
+        assert value("gatehouse_http_requests_total", method=method, route="unmatched",
+                     status="405") == 2
+        assert value("gatehouse_http_request_duration_seconds_count", method=method,
+                     route="unmatched") == 2

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.util import await_only
 
 from gatehouse.audit.service import CLI
+from gatehouse.auth import refresh_units
 from gatehouse.auth.rbac import ALL_PERMISSIONS
-from gatehouse.auth.sessions import SessionService
 from gatehouse.context import Context
 from gatehouse.store.db.models import AuditEvent, RefreshToken, Session
 from tests.conftest import PASSWORD, asgi_client, bearer, create_user, login
@@ -208,31 +210,43 @@ async def test_concurrent_refresh_converges_on_one_successor(
 
 @pytest.mark.asyncio
 async def test_slow_racer_receives_the_current_token_not_a_stale_successor(
-    ctx: Context, client: httpx.AsyncClient, alice: Any, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A refresh that read its token just before others rotated it twice still answers the newest
-    token.
+    """A refresh that read its token as current just before another instance rotated it twice
+    still answers the newest token.
+
+    The slow racer stalls between its lookup and its write (inside its unit of work, on its
+    writer thread or in the PostgreSQL driver's greenlet) while the other instance, on the
+    same database, rotates twice; its write then finds the token superseded.
     """
-    original = SessionService._rotate
-    paused, resume = asyncio.Event(), asyncio.Event()
+    slow_app, other_app = make_app(), make_app()
+    ctx: Context = slow_app.state.ctx
+    await create_user(ctx)
+    original = refresh_units.rotate
+    paused, resume, resume_thread = threading.Event(), asyncio.Event(), threading.Event()
     calls = 0
 
-    async def rotate(self: SessionService, *args: Any, **kwargs: Any) -> Any:
+    def rotate(conn: Any, *args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:  # the slow racer: it has read the token as current, then stalls
             paused.set()
-            await resume.wait()
-        return await original(self, *args, **kwargs)
+            if conn.dialect.name == "postgresql":
+                await_only(resume.wait())  # on the event loop: let the other instance run
+            else:
+                resume_thread.wait(10)  # its own writer thread
+        return original(conn, *args)
 
-    monkeypatch.setattr(SessionService, "_rotate", rotate)
-    tokens = await login(client)
-    slow = asyncio.create_task(refresh(client, tokens["refresh_token"]))
-    await asyncio.wait_for(paused.wait(), 5)
-    first = (await refresh(client, tokens["refresh_token"])).json()
-    second = (await refresh(client, first["refresh_token"])).json()
-    resume.set()
-    r = await slow
+    monkeypatch.setattr(refresh_units, "rotate", rotate)
+    async with asgi_client(slow_app) as slow_client, asgi_client(other_app) as other:
+        tokens = await login(slow_client)
+        slow = asyncio.create_task(refresh(slow_client, tokens["refresh_token"]))
+        assert await asyncio.to_thread(paused.wait, 5)
+        first = (await refresh(other, tokens["refresh_token"])).json()
+        second = (await refresh(other, first["refresh_token"])).json()
+        resume.set()
+        resume_thread.set()
+        r = await slow
     assert (r.status_code, r.json()["refresh_token"]) == (200, second["refresh_token"])
     assert await refresh_rows(ctx, tokens["session_id"]) == 3
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from gatehouse import __version__
-from gatehouse.api import cookies, openapi, problem, static_routes
+from gatehouse.api import cookies, lean_routes, openapi, problem, static_routes
 from gatehouse.api.client_ip import ClientIP
 from gatehouse.api.cors import ProblemCORSMiddleware
 from gatehouse.api.middleware import GatehouseMiddleware
@@ -90,6 +91,20 @@ def _add_routes(app: FastAPI, router: APIRouter, *, prefix: str, deprecated: boo
         )
 
 
+def _fastapi_telemetry() -> dict[str, bool] | None:
+    """FastAPI's OpenTelemetry bridge, on only where OpenTelemetry is configured.
+
+    The bridge asks OpenTelemetry's global providers on every request whether anyone
+    listens (3.5 % of a token-checked request in a profile, bench/RESULTS.md 2026-12-03).
+    Gatehouse's own signals are Prometheus metrics and JSON logs; a deployment that uses
+    OpenTelemetry configures it through its standard `OTEL_*` variables, and then the
+    bridge stays on as FastAPI ships it.
+    """
+    if any(name.startswith("OTEL_") for name in os.environ):
+        return None
+    return {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     ctx = context or Context.build(settings)
     sentry.setup(settings)  # SENTRY_DSN: unhandled errors and browser reports (ops/sentry.py)
@@ -117,6 +132,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         await ctx.sms.stop()
         await ctx.close()
 
+    telemetry = _fastapi_telemetry()
     app = FastAPI(
         title="Gatehouse",
         version=__version__,
@@ -124,6 +140,7 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # Swagger UI from the package, not a CDN: api/routes/docs.py
         redoc_url=None,
+        telemetry=telemetry,
     )
     app.state.ctx = ctx
     cookies.install()
@@ -141,6 +158,8 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     _add_routes(app, web.router(console=settings.console == "on"), prefix="")
     _add_routes(app, docs.router(app.title), prefix="")
     static_routes.install(app)  # static paths by dictionary lookup, same answers as the scan
+    if telemetry is not None:  # FastAPI's OpenTelemetry bridge off: pre-built dependency paths
+        lean_routes.install(app)
 
     cors: dict[str, Any] | None = None
     if settings.cors_origins:

@@ -18,7 +18,6 @@ and, under an https `PUBLIC_API_URL`, HSTS. `gatehouse serve` runs uvicorn with 
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Any
@@ -28,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gatehouse import errors
 from gatehouse.api.problem import problem_body, status_of
+from gatehouse.api.responses import json_bytes
 
 log = structlog.get_logger("gatehouse.access")
 
@@ -82,7 +82,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         request_id = uuid.uuid4().hex
-        body = json.dumps(problem_body(error, request_id), separators=(",", ":")).encode()
+        body = json_bytes(problem_body(error, request_id))
         headers = [*self.server_state.default_headers, *_SECURITY,
                    (b"content-type", b"application/problem+json"),
                    (b"content-length", str(len(body)).encode()),

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-import structlog
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatehouse import errors
 from gatehouse.api.client_ip import ClientIP, rate_key
 from gatehouse.api.problem import problem_response, unexpected_response
+from gatehouse.ops.logging import access_line
 from gatehouse.ops.metrics import Metrics
 from gatehouse.ops.ratelimit import RateLimits, bucket_for
 
@@ -76,7 +76,6 @@ class GatehouseMiddleware:
         self.max_headers = max_headers
         self.hsts = hsts
         self.retry_after = retry_after
-        self.log = structlog.get_logger("gatehouse.access")
         self._static = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
@@ -232,20 +231,18 @@ class GatehouseMiddleware:
         path: str = scope["path"]
         elapsed = time.perf_counter() - started
         route = _route_template(scope, path)
-        self.metrics.http_requests.labels(method, route, str(status)).inc()
-        self.metrics.http_duration.labels(method, route).observe(elapsed)
-        self.log.info(
-            "request",
-            method=method,
-            route=route,
-            path=path,
-            status=status,
-            code=state.get("error_code"),
-            duration_ms=round(elapsed * 1000, 2),
-            request_id=request_id,
-            user_id=state.get("user_id"),
-            ip=ip,
-        )
+        self.metrics.observe_request(method, route, status, elapsed)
+        access_line({
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "code": state.get("error_code"),
+            "duration_ms": round(elapsed * 1000, 2),
+            "request_id": request_id,
+            "user_id": state.get("user_id"),
+            "ip": ip,
+        })
 
 
 def _repeated_parameter(query: bytes) -> str | None:

@@ -8,7 +8,6 @@ values, stack traces, SQL, secrets or tokens.
 
 from __future__ import annotations
 
-import json
 import traceback
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from gatehouse import errors
+from gatehouse.api.responses import json_bytes
 from gatehouse.ops import sentry
 from gatehouse.store.db.engine import outage_of
 
@@ -87,7 +87,7 @@ def problem_response(
             'Bearer error="invalid_token"' if token_sent else 'Bearer realm="gatehouse"'
         )
     return Response(
-        json.dumps(body, separators=(",", ":")),
+        json_bytes(body),
         status_code=body["status"],
         media_type="application/problem+json",
         headers=headers,

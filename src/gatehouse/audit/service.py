@@ -41,16 +41,23 @@ class Actor:
 CLI = Actor()
 
 
-async def record(db: AsyncSession, type_: str, actor: Actor, **data: Any) -> None:
+# The insert with bound parameters, for units of work on a sync Connection:
+# `conn.execute(INSERT, event_row(...))` (auth/login_units.py).
+INSERT = insert(AuditEvent.__table__)
+
+
+def event_row(type_: str, actor: Actor, **data: Any) -> dict[str, Any]:
+    """The audit_events row recording `type_` done by `actor`."""
     assert type_ in EVENT_TYPES, type_
     if actor.api_key_id is not None:
         data["api_key_id"] = actor.api_key_id  # what was done with a key names the key
-    await db.execute(
-        insert(AuditEvent).values(
-            at=datetime.now(UTC), type=type_, user_id=actor.user_id, ip=actor.ip,
-            request_id=actor.request_id, data={k: v for k, v in data.items() if v is not None},
-        )
-    )
+    return {"at": datetime.now(UTC), "type": type_, "user_id": actor.user_id, "ip": actor.ip,
+            "request_id": actor.request_id,
+            "data": {k: v for k, v in data.items() if v is not None}}
+
+
+async def record(db: AsyncSession, type_: str, actor: Actor, **data: Any) -> None:
+    await db.execute(INSERT, event_row(type_, actor, **data))
 
 
 def _encode_cursor(value: int) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
 import os
@@ -33,10 +34,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
+import orjson
 from cryptography.exceptions import InvalidSignature
+from jwt.algorithms import HMACAlgorithm
 
-from gatehouse.auth.jwks import KeyRing
+from gatehouse.auth.jwks import KeyRing, b64url
 from gatehouse.errors import TokenExpired, TokenInvalid
 
 LEEWAY_SECONDS = 30
@@ -50,6 +52,48 @@ _TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # The last character of a canonical segment of length 2 or 3 (mod 4) leaves its unused
 # low bits zero (RFC 4648 §3.5): one of these.
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+
+
+class _PreparedHMAC(HMACAlgorithm):
+    """PyJWT's HS256 with the secret checked and prepared once, not once per token.
+
+    PyJWT refuses an HMAC secret that is a PEM or DER public key (algorithm confusion) by
+    trying to parse it on every `encode`: 30 µs of the 46 µs a token took, on every login
+    and refresh. The secret is the same for the life of the process, so its check is too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._key: Any = None
+        self._prepared = b""
+
+    def prepare_key(self, key: Any) -> bytes:
+        if self._key is None or not hmac.compare_digest(
+                _as_bytes(key), _as_bytes(self._key)):
+            self._prepared = super().prepare_key(key)  # raises on a public key, as PyJWT does
+            self._key = key
+        return self._prepared
+
+
+def _as_bytes(key: str | bytes) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
+_HS256 = _PreparedHMAC()
+
+
+@functools.lru_cache(maxsize=32)
+def _header_segment(algorithm: str, kid: str | None) -> str:
+    """The protected header, as PyJWT writes it (sorted keys, compact), encoded once per kid."""
+    header = {"alg": algorithm, "typ": "at+jwt", **({"kid": kid} if kid else {})}
+    return b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _sign(algorithm: str, key: Any, signing_input: bytes) -> bytes:
+    if algorithm == "HS256":
+        return hmac.digest(_HS256.prepare_key(key), signing_input, "sha256")
+    signature: bytes = key.sign(signing_input)  # Ed25519PrivateKey (EdDSA)
+    return signature
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -111,10 +155,12 @@ class AccessTokens:
             "jti": uuid7(now_ms),
         }
         kid, key = self.keys.signing_key()
-        headers: dict[str, Any] = {"typ": "at+jwt"}
-        if kid:
-            headers["kid"] = kid
-        return jwt.encode(claims, key, algorithm=self.keys.algorithm, headers=headers), exp
+        # What jwt.encode writes, without its per-token header encoding and key checks: the
+        # header segment is cached per kid and the HMAC secret is checked once (_PreparedHMAC).
+        algorithm = self.keys.algorithm
+        signing_input = f"{_header_segment(algorithm, kid)}.{b64url(orjson.dumps(claims))}"
+        signature = _sign(algorithm, key, signing_input.encode())
+        return f"{signing_input}.{b64url(signature)}", exp
 
     def verify(self, token: str) -> AccessClaims:
         """Check signature and claims; raise TokenExpired or TokenInvalid.
@@ -122,7 +168,7 @@ class AccessTokens:
         Verification is done here with the standard library (HMAC-SHA256) and
         `cryptography` (Ed25519) rather than PyJWT's decoder, which spends about
         0.4 ms per token in per-character Python checks: this runs on every
-        authenticated request. PyJWT still issues the tokens.
+        authenticated request.
         """
         if not _well_formed(token):
             raise TokenInvalid()
@@ -172,8 +218,14 @@ def _unb64(segment: str) -> bytes:
 
 def _json_segment(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_unb64(segment))
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        raw = _unb64(segment)
+        try:
+            value = orjson.loads(raw)  # every token we issue: 3x the standard library's speed
+        except orjson.JSONDecodeError:
+            # What orjson refuses and PyJWT (json.loads) reads: UTF-16 or UTF-32 JSON, numbers
+            # past 64 bits. The answer must not depend on the parser.
+            value = json.loads(raw)
+    except (ValueError, RecursionError):
         # RecursionError: `[[[[...` nested thousands deep, in a header nobody has verified yet.
         raise TokenInvalid() from None
     if not isinstance(value, dict):

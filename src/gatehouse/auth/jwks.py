@@ -35,19 +35,20 @@ from gatehouse.settings import SettingsError
 RELOAD_INTERVAL = 5.0
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2), as JWS segments and JWK members are written."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def ed25519_jwk(public: Ed25519PublicKey) -> dict[str, str]:
-    x = _b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+    x = b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
     return {"crv": "Ed25519", "kty": "OKP", "x": x}
 
 
 def thumbprint(jwk: dict[str, str]) -> str:
     """RFC 7638 §3: SHA-256 of the required members, sorted, no whitespace."""
     canonical = json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode()
-    return _b64(hashlib.sha256(canonical).digest())
+    return b64url(hashlib.sha256(canonical).digest())
 
 
 class KeyRingError(SettingsError):

@@ -32,7 +32,7 @@ class ServerKeys:
 
     @staticmethod
     def mac(key: bytes, message: str) -> str:
-        return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(key, message.encode(), "sha256").hex()  # one C call, no HMAC object
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(12)

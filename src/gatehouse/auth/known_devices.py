@@ -10,40 +10,53 @@ New means: no sign-in from this pair in the last NEW_AFTER (30 days), and not th
 first sign-in ever. The row is written in the login's own transaction (an upsert, so two
 simultaneous first sign-ins from one device do not collide). Users signed in before this
 table existed start with no rows: their next sign-in counts as the first.
+
+It runs inside the login's unit of work (`auth/login_units.py`), on a sync Connection.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, bindparam, exists, select
 
 from gatehouse.store.db.models import KnownDevice
+from gatehouse.store.db.units import upsert_per_dialect
 
 NEW_AFTER = timedelta(days=30)
+
+_KD = KnownDevice.__table__
+_LAST_SEEN = select(_KD.c.last_seen).where(
+    _KD.c.user_id == bindparam("uid"), _KD.c.device_hash == bindparam("digest"))
+_ANY = select(exists().where(_KD.c.user_id == bindparam("uid")))
+
+
+def _upsert(dialect: Any) -> Any:
+    stmt = dialect.insert(_KD)
+    return stmt.on_conflict_do_update(
+        index_elements=[_KD.c.user_id, _KD.c.device_hash],
+        set_={"last_seen": stmt.excluded.last_seen})
+
+
+_UPSERT = upsert_per_dialect(_upsert)
 
 
 def device_hash(user_agent: str | None, ip: str | None) -> str:
     return hashlib.sha256(f"{user_agent or ''}\n{ip or ''}".encode()).hexdigest()
 
 
-async def sign_in_is_new_device(
-    db: AsyncSession, user_id: str, user_agent: str | None, ip: str | None, now: datetime
+def sign_in_is_new_device(
+    conn: Connection, user_id: str, user_agent: str | None, ip: str | None, now: datetime
 ) -> bool:
     """Record a sign-in of `user_id` from (user_agent, ip); True when that is a new device."""
-    digest = device_hash(user_agent, ip)
-    last_seen = await db.scalar(select(KnownDevice.last_seen).where(
-        KnownDevice.user_id == user_id, KnownDevice.device_hash == digest))
+    key = {"uid": user_id, "digest": device_hash(user_agent, ip)}
+    last_seen = conn.execute(_LAST_SEEN, key).scalar()
     if last_seen is not None:
-        new = last_seen < now - NEW_AFTER
+        new = bool(last_seen < now - NEW_AFTER)
     else:
-        new = bool(await db.scalar(select(exists().where(KnownDevice.user_id == user_id))))
-    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(KnownDevice).values(user_id=user_id, device_hash=digest, last_seen=now)
-    await db.execute(upsert.on_conflict_do_update(
-        index_elements=[KnownDevice.user_id, KnownDevice.device_hash],
-        set_={"last_seen": upsert.excluded.last_seen}))
+        new = bool(conn.execute(_ANY, key).scalar())
+    conn.execute(_UPSERT[conn.dialect.name],
+                 {"user_id": user_id, "device_hash": key["digest"], "last_seen": now})
     return new

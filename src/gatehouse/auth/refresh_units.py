@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.store.db.models import RefreshToken, Session, User
+from gatehouse.store.db.units import upsert_per_dialect
 
 _RT, _S, _U = RefreshToken.__table__, Session.__table__, User.__table__
 _LOOKUP = (
@@ -35,10 +35,7 @@ _TOUCH = update(_S).where(_S.c.id == bindparam("sid")).values(
 _CURRENT = select(_RT.c.token_hash, _RT.c.generation).where(
     _RT.c.session_id == bindparam("sid"), _RT.c.superseded_at.is_(None)
 )
-_INSERT_IGNORE = {
-    "postgresql": postgresql.insert(_RT).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_RT).on_conflict_do_nothing(),
-}
+_INSERT_IGNORE = upsert_per_dialect(lambda dialect: dialect.insert(_RT).on_conflict_do_nothing())
 # On PostgreSQL the three writes of a rotation are one statement (data-modifying CTEs):
 # one round trip instead of five with BEGIN and COMMIT, and atomic on its own. A racer
 # that loses waits on the row lock, then finds superseded_at set: `sup` is empty, so

@@ -25,15 +25,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gatehouse.audit.service import Actor, record
-from gatehouse.auth import refresh_units
+from gatehouse.audit.service import Actor, event_row, record
+from gatehouse.auth import login_units, refresh_units
 from gatehouse.auth.access_tokens import AccessTokens, uuid7, uuid7_ms
 from gatehouse.auth.keys import ServerKeys
-from gatehouse.auth.known_devices import sign_in_is_new_device
 from gatehouse.auth.mfa_challenge import MfaChallenges
 from gatehouse.auth.passwords import PasswordHasher
 from gatehouse.auth.revocation import EVERYONE, Revocations, ms_of
@@ -51,12 +51,12 @@ from gatehouse.errors import (
     SessionRevoked,
 )
 from gatehouse.notify.alerts import Alerts
-from gatehouse.notify.dispatch.events import notify_after_commit
+from gatehouse.notify.dispatch.events import notify_after_commit, notify_committed
 from gatehouse.ops.metrics import Metrics
-from gatehouse.store.db.models import RefreshToken, Session, TokenNotBefore, User
+from gatehouse.store.db.models import Session, TokenNotBefore, User
 from gatehouse.store.db.units import UnitRunner
 from gatehouse.users.emails import audit_email, normalize_email
-from gatehouse.users.service import find_by_email, set_password_hash
+from gatehouse.users.service import UserSnapshot, set_password_hash
 
 _TOKEN = re.compile(r"^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$")
 
@@ -79,7 +79,7 @@ class IssuedTokens:
     refresh_token: str
     session_id: str
     session_expires_at: datetime
-    user: User
+    user: User | UserSnapshot
     result: str = "success"  # "success" or "grace" for refreshes
 
     def expires_in(self) -> int:
@@ -147,8 +147,7 @@ class SessionService(SessionAdmin):
         email = normalize_email(email)
         ip = actor.rate_key or actor.ip or "unknown"
         try:
-            async with self.db() as db:
-                user = await find_by_email(db, email)
+            user = await self.units.run(login_units.user_by_email, email)
             # A device cookie of this very account lifts the per-email ceiling (API.md §4).
             known = user is not None and device_user_id is not None and hmac.compare_digest(
                 user.id.encode(), device_user_id.encode())
@@ -166,15 +165,15 @@ class SessionService(SessionAdmin):
                 await self.throttle.succeeded(email, ip, known_device=known)
         except LoginThrottled:
             self.metrics.logins.labels("throttled").inc()
-            async with self.db.begin() as db:
-                await record(db, "login.throttled", actor, **audit_email(email))
+            await self.units.run_in_transaction(
+                login_units.record, event_row("login.throttled", actor, **audit_email(email)))
             self.alerts.throttled(email, ip=actor.ip, user_id=user.id if user else None)
             raise
         if user is None or not verification.ok:
             self.metrics.logins.labels("invalid_credentials").inc()
-            async with self.db.begin() as db:
-                await record(db, "login.failure", actor, **audit_email(email),
-                             target_user_id=user.id if user else None)
+            await self.units.run_in_transaction(login_units.record, event_row(
+                "login.failure", actor, **audit_email(email),
+                target_user_id=user.id if user else None))
             raise InvalidCredentials()
         if user.disabled:
             self.metrics.logins.labels("disabled").inc()
@@ -205,19 +204,18 @@ class SessionService(SessionAdmin):
         secret = _b64(secrets.token_bytes(32))
         expires = now + timedelta(seconds=self.policy.refresh_ttl)
         agent = (actor.user_agent or "")[:512] or None
-        async with self.db.begin() as db:
-            await db.execute(insert(Session).values(
-                id=sid, user_id=user.id, created_at=now, expires_at=expires, last_used_at=now,
-                ip=actor.ip, user_agent=agent, auth_mode=auth_mode,
-            ))
-            if await sign_in_is_new_device(db, user.id, agent, actor.ip, now):
-                notify_after_commit(db, user.id, "login.new_device", ip=actor.ip,
-                                    device=(agent or "unknown browser")[:80])
-            await db.execute(insert(RefreshToken).values(
-                token_hash=self.hash_secret(secret), session_id=sid, generation=0, created_at=now,
-            ))
-            await record(db, "login.success", Actor(user.id, actor.ip, actor.request_id),
-                         session_id=sid, auth_mode=auth_mode)
+        new = login_units.NewSession(
+            session={"id": sid, "user_id": user.id, "created_at": now, "expires_at": expires,
+                     "last_used_at": now, "ip": actor.ip, "user_agent": agent,
+                     "auth_mode": auth_mode},
+            refresh_token={"token_hash": self.hash_secret(secret), "session_id": sid,
+                           "generation": 0, "created_at": now, "superseded_at": None},
+            audit_event=event_row("login.success", Actor(user.id, actor.ip, actor.request_id),
+                                  session_id=sid, auth_mode=auth_mode),
+        )
+        if await self.units.run_in_transaction(login_units.open_session, new, now):
+            notify_committed(self.db, user.id, "login.new_device", ip=actor.ip,
+                             device=(agent or "unknown browser")[:80])
         access, exp = self.tokens.issue(user_id=user.id, session_id=sid, roles=list(user.roles))
         return IssuedTokens(access, exp, f"{sid}.{secret}", sid, expires, user)
 
@@ -243,30 +241,41 @@ class SessionService(SessionAdmin):
         sid, secret = match.groups()
         token_hash = self.hash_secret(secret)
         now = datetime.now(UTC)
-        row = await self.units.run(refresh_units.lookup, token_hash, sid)
+        new_secret = self.successor(secret)
+
+        def rotation(row: Any) -> tuple[Any, ...] | None:
+            """Refuse a dead session (raises); the rotation's writes when the token is the
+            session's current one. Runs on the unit's thread, between lookup and write."""
+            if row is None:
+                return None
+            self._check_alive(row, sid, token_hash, now)
+            if row.superseded_at is not None:
+                return None
+            successor = {
+                "token_hash": self.hash_secret(new_secret), "session_id": sid,
+                "generation": row.generation + 1, "created_at": now, "superseded_at": None,
+            }
+            touch = {"sid": sid, "at": now, "client_ip": actor.ip,
+                     "agent": (actor.user_agent or "")[:512] or None}
+            return token_hash, now, successor, touch
+
+        # One trip: the lookup, the checks, and the rotation when the token is current.
+        row, rotated = await self.units.read_then_write(
+            refresh_units.lookup, (token_hash, sid), rotation, refresh_units.rotate)
         if row is None:
             if await self._predates_global_not_before(sid):
                 raise SessionRevoked()  # its row is gone (restored database), revoke-all came after
             raise RefreshInvalid()
-        (generation, superseded_at, expires_at, last_used_at, revoked_at, reuse_hash,
-         user_id, email, name, roles, disabled, created_at, email_verified, mfa_enabled) = row
-        if revoked_at is not None or disabled or user_id is None:
-            if reuse_hash is not None and hmac.compare_digest(reuse_hash, token_hash):
-                raise RefreshReused()
-            raise SessionRevoked()
-        if self.revocations.session_predates_not_before(user_id, sid):
-            raise SessionRevoked()  # a session that raced a logout-all or revoke-all
-        idle_end = last_used_at + timedelta(seconds=self.policy.idle_ttl)
-        if now >= expires_at or now >= idle_end:
-            raise RefreshExpired()
-        user = User(id=user_id, email=email, name=name, roles=roles, disabled=disabled,
-                    created_at=created_at, email_verified=bool(email_verified),
-                    mfa_enabled=bool(mfa_enabled))
+        (generation, superseded_at, expires_at, _, _, _, user_id, email, name, roles, disabled,
+         created_at, email_verified, mfa_enabled) = row
+        user = UserSnapshot(id=user_id, email=email, name=name, roles=roles, disabled=disabled,
+                            created_at=created_at, email_verified=bool(email_verified),
+                            mfa_enabled=bool(mfa_enabled))
         if superseded_at is None:
-            rotated = await self._rotate(sid, token_hash, generation, secret, actor, now)
-            # None: another racer rotated it between our read and our write (maybe more than
+            # False: another racer rotated it between our read and our write (maybe more than
             # once since), so answer the session's current token, exactly like the grace path.
-            new_secret = rotated or await self._current_in_chain(sid, secret, generation)
+            if not rotated:
+                new_secret = await self._current_in_chain(sid, secret, generation)
             result = "success" if rotated else "grace"
         elif (now - superseded_at).total_seconds() <= self.policy.grace_seconds:
             new_secret = await self._current_in_chain(sid, secret, generation)
@@ -276,6 +285,21 @@ class SessionService(SessionAdmin):
             raise RefreshReused()
         access, exp = self.tokens.issue(user_id=user_id, session_id=sid, roles=list(roles))
         return IssuedTokens(access, exp, f"{sid}.{new_secret}", sid, expires_at, user, result)
+
+    def _check_alive(self, row: Any, sid: str, token_hash: str, now: datetime) -> None:
+        """Raise unless the looked-up session may still refresh: not revoked (a revoked
+        session's rotated-away token is reuse), its user neither deleted nor disabled, not
+        older than a logout-all, within its absolute and idle lifetimes."""
+        if row.revoked_at is not None or row.disabled or row.id is None:
+            if row.reuse_token_hash is not None and hmac.compare_digest(
+                    row.reuse_token_hash, token_hash):
+                raise RefreshReused()
+            raise SessionRevoked()
+        if self.revocations.session_predates_not_before(row.id, sid):
+            raise SessionRevoked()  # a session that raced a logout-all or revoke-all
+        idle_end = row.last_used_at + timedelta(seconds=self.policy.idle_ttl)
+        if now >= row.expires_at or now >= idle_end:
+            raise RefreshExpired()
 
     async def _predates_global_not_before(self, sid: str) -> bool:
         """A refresh token naming no known session: was its session (created at the
@@ -289,21 +313,6 @@ class SessionService(SessionAdmin):
             at = await db.scalar(
                 select(TokenNotBefore.not_before).where(TokenNotBefore.subject == EVERYONE))
         return at is not None and created <= ms_of(at)
-
-    async def _rotate(
-        self, sid: str, token_hash: str, generation: int, secret: str, actor: Actor, now: datetime
-    ) -> str | None:
-        """The successor secret, or None when another racer superseded the token first."""
-        new_secret = self.successor(secret)
-        successor = {
-            "token_hash": self.hash_secret(new_secret), "session_id": sid,
-            "generation": generation + 1, "created_at": now, "superseded_at": None,
-        }
-        touch = {"sid": sid, "at": now, "client_ip": actor.ip,
-                 "agent": (actor.user_agent or "")[:512] or None}
-        rotated = await self.units.run_atomic(
-            refresh_units.rotate, token_hash, now, successor, touch)
-        return new_secret if rotated else None
 
     async def _current_in_chain(self, sid: str, secret: str, generation: int) -> str:
         current = await self.units.run(refresh_units.current, sid)

@@ -7,12 +7,14 @@ keys from any other event as a second line of defence.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import structlog
 
 _SECRET_KEYS = {
@@ -61,8 +63,13 @@ class _StdoutLogger:
     info = warning = error = debug = critical = exception = msg
 
 
+# Where access_line writes once configure_logging has run (None before: structlog's default).
+_sink: Any = None
+_access_on = True
+
+
 def configure_logging(level: str = "info", log_file: Path | None = None) -> None:
-    global _stream
+    global _stream, _sink, _access_on
     factory: Any
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +77,8 @@ def configure_logging(level: str = "info", log_file: Path | None = None) -> None
         factory = structlog.WriteLoggerFactory(file=_stream)
     else:
         factory = lambda *args: _StdoutLogger()  # noqa: E731
+    _sink = factory()
+    _access_on = _LEVELS[level] <= logging.INFO
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -81,3 +90,30 @@ def configure_logging(level: str = "info", log_file: Path | None = None) -> None
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+
+
+_access_log = structlog.get_logger("gatehouse.access")
+
+
+def access_line(fields: dict[str, Any]) -> None:
+    """Log one request: the same JSON object as `log.info("request", **fields)` gives, keys in
+    the same order, written without structlog's processor chain.
+
+    That chain cost 24 µs of the 34 µs a line took (bench/RESULTS.md, 2026-12-03 W1), about
+    6 % of a token-checked request. The access log's fields are a fixed allow-list
+    (middleware.py), so `redact` has nothing to do for it. Before configure_logging has run
+    (an app built by a test), the line goes through structlog as any other event.
+    """
+    if _sink is None:
+        _access_log.info("request", **fields)
+        return
+    if not _access_on:
+        return
+    fields["event"] = "request"
+    fields["level"] = "info"
+    entry = _timestamp(None, "", fields)
+    try:
+        line = orjson.dumps(entry).decode()  # 1 µs instead of the standard library's 8
+    except TypeError:  # a string orjson refuses (a lone surrogate): escaped as structlog would
+        line = json.dumps(entry)
+    _sink.msg(line)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import phonenumbers
-
 from gatehouse.errors import ValidationFailed
 from gatehouse.store.db.models import NOTIFY_DEFAULT, User
 from gatehouse.users.service import public_user
@@ -33,6 +31,8 @@ def own_profile(user: User) -> dict[str, Any]:
 
 def normalize_phone(raw: str) -> str:
     """`raw` in E.164, or 422 when it is not a valid number with its country code."""
+    import phonenumbers  # its metadata is 1 MB a worker holds only once a phone is set
+
     try:
         number = phonenumbers.parse(raw.strip(), None)
     except phonenumbers.NumberParseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +18,26 @@ from gatehouse.store.db.models import User
 
 
 def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2026-12-03T10:00:00Z`: isoformat is a fifth of strftime's cost (every token answer)."""
+    return value.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
 
 
-def public_user(user: User) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    """What an answer shows of a user, read without the ORM: the refresh builds one per
+    rotation, and an ORM `User` cost 10 % of a refresh (instrumented attribute sets)."""
+
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    disabled: bool
+    created_at: datetime
+    email_verified: bool
+    mfa_enabled: bool
+
+
+def public_user(user: User | UserSnapshot) -> dict[str, Any]:
     return {
         "id": user.id,
         "email": user.email,

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gatehouse.api.deps import Ctx, Principal, RequirePermission, actor_of
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.schemas import (
     AdminUserCreate,
     AdminUserPatch,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gatehouse.api.deps import (
     CSRF_COOKIE,
@@ -17,6 +17,7 @@ from gatehouse.api.deps import (
     check_csrf,
     check_origin,
 )
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.schemas import (
     CookieLoginOut,
     LoginIn,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gatehouse.api.deps import (
     Ctx,
@@ -20,6 +20,7 @@ from gatehouse.api.deps import (
     actor_of,
     check_origin,
 )
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.routes.auth import cookie_mode_of, device_user_of, login_answer
 from gatehouse.api.schemas import (
     CookieLoginOut,

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gatehouse.api.deps import Ctx, Principal, RequirePermission, authenticate, client_ip
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.schemas import ClientErrorIn, ClientErrorOut, Page
 from gatehouse.errors import PermissionDenied
 from gatehouse.ops import sentry

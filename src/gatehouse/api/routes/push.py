@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import Field
 
 from gatehouse.api.deps import Ctx, CurrentUser
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.schemas import Strict
 from gatehouse.errors import NotFound
 from gatehouse.notify.subscriptions import PushSubscriptions

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gatehouse.api.deps import Ctx, CurrentUser, actor_of
+from gatehouse.api.responses import JSONResponse
 from gatehouse.api.schemas import PasswordChangeIn, PhoneCodeIn, ProfileOut, ProfilePatch
 from gatehouse.users.profile import own_profile
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from gatehouse.notify.background import BackgroundQueue, cancel_until_done
 from gatehouse.notify.dispatch.channels import Channels
@@ -28,6 +27,10 @@ from gatehouse.notify.dispatch.events import Notice
 from gatehouse.settings import Settings
 from gatehouse.store.kv.redis_url import close_client, redis_client
 from gatehouse.users.profile import CHANNELS
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 log = structlog.get_logger("gatehouse.notify")
 

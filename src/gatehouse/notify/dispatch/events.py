@@ -6,7 +6,9 @@ session's `info` and goes to the dispatcher from the session's `after_commit` ho
 change that rolls back notifies nobody, and nobody hears of a change before it is real.
 The dispatcher reaches the session through the session factory's `info`
 (`attach(sessionmaker, dispatcher)` in Context.build); a session without one (a test
-building a service by hand) notifies nobody.
+building a service by hand) notifies nobody. A unit of work on a bare Connection
+(`store/db/units.py`) calls `notify_committed(sessionmaker, user_id, event)` once it has
+committed.
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ def notify_after_commit(db: AsyncSession, user_id: str, type_: str, **facts: str
         event.listen(session, "after_rollback", _forget)
     notice = Notice(user_id, type_, facts={k: v for k, v in facts.items() if v})
     session.info.setdefault(_PENDING, []).append(notice)
+
+
+def notify_committed(
+    sessions: async_sessionmaker[AsyncSession], user_id: str, type_: str, **facts: str | None
+) -> None:
+    """Tell `user_id` about `type_`, made real by a unit of work that has committed outside any
+    ORM session (`store/db/units.py`): the dispatcher is the one `attach` gave `sessions`."""
+    assert type_ in EVENTS, type_
+    dispatcher: Publisher | None = sessions.kw.get("info", {}).get(DISPATCHER)
+    if dispatcher is not None:
+        dispatcher.publish(Notice(user_id, type_, facts={k: v for k, v in facts.items() if v}))
 
 
 def _publish(session: Session) -> None:

@@ -16,12 +16,35 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import Insert
 
 from gatehouse.store.db.engine import sqlite_pragmas, sync_url
 
 T = TypeVar("T")
+R = TypeVar("R")
+_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
+
+
+def upsert_per_dialect(build: Callable[[Any], Insert]) -> dict[str, TextClause]:
+    """An INSERT ... ON CONFLICT, built by `build(dialect module)`, as one statement per
+    dialect that SQLAlchemy's compiled cache keeps.
+
+    SQLAlchemy never caches the dialects' ON CONFLICT inserts (their `inherit_cache` is
+    False), so each execution compiled it again: 8 % of a rotating refresh's CPU
+    (bench/RESULTS.md). The text is SQLAlchemy's own compilation with every column bound by
+    name and typed as its column (so `UTCDateTime` still converts); a unit must pass them all.
+    """
+    prepared = {}
+    for name, module in _DIALECTS.items():
+        stmt = build(module)
+        columns: dict[str, Any] = {c.key: bindparam(c.key) for c in stmt.table.columns}
+        compiled = stmt.values(columns).compile(dialect=module.dialect(paramstyle="named"))
+        prepared[name] = text(str(compiled)).bindparams(
+            *(bindparam(key, type_=bound.type) for key, bound in compiled.binds.items()))
+    return prepared
 
 
 class UnitRunner:
@@ -63,6 +86,22 @@ class UnitRunner:
             return await self.run_in_transaction(fn, *args)
         return await self._autocommit(fn, *args)
 
+    async def read_then_write(
+        self, read: Callable[..., R], args: tuple[Any, ...],
+        decide: Callable[[R], tuple[Any, ...] | None], write: Callable[..., T],
+    ) -> tuple[R, T | None]:
+        """`read(conn, *args)` as `run` does, then `decide(what it read)`: None to stop
+        there, or the arguments of `write(conn, *those)`, run as `run_atomic` does. One
+        trip for both (the refresh's lookup and rotation), and the same two transactions
+        as two calls would give; `decide` runs on the unit's thread, so it must not block
+        (it may raise: the exception is the caller's)."""
+        if self._thread is not None:
+            # _read_decide_write ends its own transactions; _in_thread's rollback is a no-op.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._in_thread, _read_decide_write,
+                                              False, read, args, decide, write, True)
+        return await self._autocommit(_read_decide_write, read, args, decide, write, False)
+
     async def _autocommit(self, fn: Callable[..., T], *args: Any) -> T:
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -81,3 +120,19 @@ class UnitRunner:
             self._thread.shutdown(wait=True)
         if self._sync is not None:
             self._sync.dispose()
+
+
+def _read_decide_write(
+    conn: Connection, read: Callable[..., R], args: tuple[Any, ...],
+    decide: Callable[[R], tuple[Any, ...] | None], write: Callable[..., T], transactions: bool,
+) -> tuple[R, T | None]:
+    found = read(conn, *args)
+    if transactions:
+        conn.rollback()  # the read's own transaction ends here, as `run` ends it
+    write_args = decide(found)
+    if write_args is None:
+        return found, None
+    if not transactions:  # PostgreSQL in autocommit: the write is one atomic statement
+        return found, write(conn, *write_args)
+    with conn.begin():
+        return found, write(conn, *write_args)
