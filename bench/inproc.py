@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 PASSWORD = "bench-Correct-Horse-Battery-7"
-ROUTES = {"W1": "/api/v1/users/profile", "W1v": "/api/v1/auth/validate"}
+ROUTES = {"W1": "/api/v1/users/profile", "W1v": "/api/v1/auth/validate",
+          "W2": "/api/v1/auth/refresh"}  # W2: POST, each with the newest refresh token
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -142,15 +143,31 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         body)
     assert status == 200, answer
     token = json.loads(answer)["access_token"]
+    refresh = json.loads(answer)["refresh_token"]
     headers = [(b"authorization", f"Bearer {token}".encode())]
     path = ROUTES.get(args.route, args.route)
+
+    async def rotate() -> tuple[int, bytes]:
+        """W2: one rotating refresh, carrying the newest refresh token."""
+        nonlocal refresh
+        body = json.dumps({"refresh_token": refresh}).encode()
+        status, answer = await call("POST", path, [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode())], body)
+        if status == 200:
+            refresh = json.loads(answer)["refresh_token"]
+        return status, answer
+
+    async def one() -> tuple[int, bytes]:
+        return await (rotate() if args.route == "W2" else call("GET", path, headers))
+
     for _ in range(200):  # warm caches (user cache, regexes, metrics children)
-        status, answer = await call("GET", path, headers)
+        status, answer = await one()
         assert status == 200, (status, answer)
 
     async def batch(n: int) -> None:
         for _ in range(n):
-            await call("GET", path, headers)
+            await one()
 
     if args.mode == "profile":
         prof = cProfile.Profile()
@@ -188,7 +205,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--route", default="W1", help="W1, W1v or a path (GET with the Bearer token)")
+    ap.add_argument("--route", default="W1", help="W1, W1v, W2 (rotating refreshes) or a path (GET with the Bearer token)")
     ap.add_argument("--mode", choices=["cpu", "profile", "count"], default="cpu")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)

@@ -64,13 +64,13 @@ app = create_app(Settings())
 after_app = rss()
 by['(create_app: context, routes, hasher)'] += after_app - before_app
 print(json.dumps({'start_kb': start, 'after_imports_kb': after_imports, 'after_app_kb': after_app,
-                  'modules': len(sys.modules), 'packages_kb': by.most_common(30)}))
+                  'modules': len(sys.modules), 'packages_kb': by.most_common(int(sys.argv[1]))}))
 """
 
 
-def breakdown(env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    r = subprocess.run([str(REPO / ".venv/bin/python"), "-c", BREAKDOWN], env=env, cwd=cwd,
-                       capture_output=True, text=True, timeout=300)
+def breakdown(env: dict[str, str], cwd: Path, top: int = 30) -> dict[str, Any]:
+    r = subprocess.run([str(REPO / ".venv/bin/python"), "-c", BREAKDOWN, str(top)], env=env,
+                       cwd=cwd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
     result: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -125,6 +125,7 @@ def main() -> int:
                     help="taskset CPU list for the server (the hash pool is sized to it)")
     ap.add_argument("--env", action="append", default=[], help="K=V for the server, repeatable")
     ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--top", type=int, default=30, help="packages listed in the breakdown")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     extra = dict(kv.split("=", 1) for kv in args.env)
@@ -140,7 +141,7 @@ def main() -> int:
         try:
             server.prepare()
             if not args.no_breakdown:
-                out["breakdown"] = breakdown(server.env(), server.datadir)
+                out["breakdown"] = breakdown(server.env(), server.datadir, args.top)
             server.start()
             out["after_start"] = mem(server.pid)
             cfg = wl.Cfg(port=port, n_users=args.clients, w3_vus=args.clients)

@@ -189,6 +189,8 @@ def main() -> int:
         default=45.0,
         help="max seconds to wait before a window for other load to drop below --noisy",
     )
+    ap.add_argument("--env", action="append", default=[],
+                    help="K=V for the server (e.g. GATEHOUSE_HASH_NICE=0), repeatable")
     ap.add_argument("--tag", default="", help="label added to the output file name")
     ap.add_argument("--no-report", action="store_true", help="do not regenerate bench/RESULTS.md")
     ap.add_argument("--max-minutes", type=float, default=20.0, help="hard stop for the whole run")
@@ -244,6 +246,7 @@ def main() -> int:
         redis_url=args.redis_url,
         venv=Path(args.venv),
         workers=args.workers,
+        extra_env=dict(kv.split("=", 1) for kv in args.env),
     )
     profiler = Profiler(args, outdir, stamp)
     console.print(
