@@ -78,7 +78,7 @@ def breakdown(env: dict[str, str], cwd: Path, top: int = 30) -> dict[str, Any]:
 
 
 def mem(pid: int) -> dict[str, int | None]:
-    return {k: status_kb(pid, k) for k in ("VmRSS", "VmHWM", "Threads")}
+    return {k: status_kb(pid, k) for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads")}
 
 
 async def storm(cfg: wl.Cfg, pid: int, seconds: float, samples: list[int]) -> dict[str, Any]:
@@ -171,7 +171,8 @@ def report(out: dict[str, Any]) -> None:
     print(f"server (cpu {out['cpu']}, env {out['env'] or 'default'}):")
     for key in ("after_start", "after_reads", "after_storm"):
         m = out[key]
-        print(f"  {key:12} VmRSS {mb(m['VmRSS'])}, VmHWM {mb(m['VmHWM'])}, threads {m['Threads']}")
+        print(f"  {key:12} VmRSS {mb(m['VmRSS'])} (anonymous {mb(m.get('RssAnon'))}, files "
+              f"{mb(m.get('RssFile'))}), VmHWM {mb(m['VmHWM'])}, threads {m['Threads']}")
     s = out["storm"]
     print(f"  storm: {out['clients']} clients x {out['seconds']} s, {s['logins']} logins "
           f"({s['logins_per_s']}/s), errors {s['errors'] or 0}; max VmRSS sampled "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,17 @@ def total(text: str, name: str, route: str | None = None) -> float:
     return sum(values)
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The uvicorn workers `serve --workers N` (pid) started (spawned interpreters)."""
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def environ(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
 def test_four_workers_metrics_add_up(
     make_server: Callable[..., Server], tmp_path: Path,
 ) -> None:
@@ -47,6 +59,13 @@ def test_four_workers_metrics_add_up(
                          GATEHOUSE_REDIS_PREFIX=f"w{uuid.uuid4().hex[:8]}:",
                          GATEHOUSE_DB_POOL_SIZE=3, TMPDIR=str(tmp))
     assert [p.name for p in tmp.iterdir() if p.name.startswith("gatehouse-metrics-")]
+    # Each worker hashes passwords on its share of the cores, not on all of them.
+    assert server.proc is not None
+    workers = worker_pids(server.proc.pid)
+    assert len(workers) == 4, workers
+    share = max(1, len(os.sched_getaffinity(0)) // 4)
+    for pid in workers:
+        assert f"GATEHOUSE_HASH_WORKERS={share}".encode() in environ(pid)
     seen: list[float] = []
     sent = 0
     for batch in (20, 10):

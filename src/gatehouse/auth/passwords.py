@@ -70,7 +70,7 @@ def _give_hash_memory_back() -> None:
     mallopt(_M_MMAP_THRESHOLD, _MMAP_ABOVE)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (a worker pinned with taskset gets 1, not the machine's)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -117,7 +117,7 @@ class PasswordHasher:
         self._argon2 = Argon2Hasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        workers = workers or _usable_cores()
+        workers = workers or usable_cores()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-hash",
                                         initializer=_lower_priority, initargs=(nice,))
         # Jobs admitted (running or waiting): at most one per thread plus the queue.

@@ -15,23 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gatehouse.audit.service import Actor, record
-from gatehouse.auth.revocation import EVERYONE, NotBefore, RevokedSessions, Revocations, ms_of
+from gatehouse.auth.revocation import EVERYONE, NotBefore, Revocations, RevokedSessions, ms_of
 from gatehouse.errors import NotFound
 from gatehouse.ops.metrics import Metrics
 from gatehouse.store.db.models import Session, TokenNotBefore
-
-_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+from gatehouse.store.db.units import dialect_module
 
 
 async def record_not_before(
     db: AsyncSession, subject: str, at: datetime, keep_session: str | None = None
 ) -> NotBefore:
     """Store `subject`'s not-before (a user id, or EVERYONE) inside `db`'s transaction."""
-    insert = _UPSERT[db.get_bind().dialect.name]
+    insert = dialect_module(db.get_bind().dialect.name).insert
     values = {"subject": subject, "not_before": at, "keep_session": keep_session}
     await db.execute(insert(TokenNotBefore).values(**values).on_conflict_do_update(
         index_elements=[TokenNotBefore.subject], set_=values))

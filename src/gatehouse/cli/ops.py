@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gatehouse.cli.common import err, fail, out
-from gatehouse.ops import logs_html, logs_report, slo
+from gatehouse.ops import logs_html, logs_report
 
 logs_app = typer.Typer(help="Analyse access logs (ours, or nginx/Apache Combined Log Format).",
                        no_args_is_help=True)
@@ -127,6 +127,8 @@ def check(
 
     Sends GATEHOUSE_METRICS_TOKEN, when set, as the bearer token.
     """
+    from gatehouse.ops import slo  # with httpx: not in every `gatehouse serve` worker
+
     token = os.environ.get("GATEHOUSE_METRICS_TOKEN") or None
     try:
         checks = slo.check_url(url, token, timeout)

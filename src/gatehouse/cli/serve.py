@@ -215,6 +215,7 @@ def serve(
              f"127.0.0.1 (got {host}); run without --dev to serve others", code=2)
     settings = dev_settings(host, port) if dev else settings_or_exit()
     check_config(settings, dev=dev, workers=workers)
+    share_hash_threads(settings, workers)
     check_port(host, port)
     check_migrations(settings, dev=dev)
     admin = None
@@ -235,6 +236,22 @@ def serve(
 
     with _metrics_dir(workers):
         _run(uvicorn, host, port, workers)
+
+
+def hash_threads_per_worker(workers: int, cores: int) -> int:
+    """Each worker's share of the cores for hashing passwords: at least one thread."""
+    return max(1, cores // workers)
+
+
+def share_hash_threads(settings: Settings, workers: int) -> None:
+    """With several workers and GATEHOUSE_HASH_WORKERS unset, each worker hashes on its share
+    of the cores, not on all of them: N workers with a thread per core each ran N x cores
+    argon2 threads on `cores` cores, no more logins per second (argon2 is bound by the
+    cores) and a 7 MiB block per extra thread in every worker (bench/RESULTS.md)."""
+    if workers > 1 and settings.hash_workers is None:
+        from gatehouse.auth.passwords import usable_cores
+
+        os.environ["GATEHOUSE_HASH_WORKERS"] = str(hash_threads_per_worker(workers, usable_cores()))
 
 
 @contextmanager

@@ -25,14 +25,16 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from gatehouse.notify.background import BackgroundQueue
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
+
+if TYPE_CHECKING:  # httpx is imported with the first post: a worker that sends none never
+    import httpx  # loads it (bench/RESULTS.md, memory)
 
 log = structlog.get_logger("gatehouse.alerts")
 
@@ -167,6 +169,8 @@ class Alerts(BackgroundQueue[_Alert]):
     async def _post(self, alert: _Alert, *, limit: float) -> bool:
         """One attempt; True (counted sent) when the webhook answered 2xx."""
         assert self.url is not None
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False)
         try:

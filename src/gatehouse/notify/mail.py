@@ -26,15 +26,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import aiosmtplib
 import structlog
 
 from gatehouse.notify.background import BackgroundQueue
 from gatehouse.notify.smtp_url import SmtpTarget, parse_smtp_url
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
+
+if TYPE_CHECKING:  # aiosmtplib is imported where mail is sent: a worker that sends none
+    import aiosmtplib  # never loads it (bench/RESULTS.md, memory)
 
 log = structlog.get_logger("gatehouse.mail")
 
@@ -100,6 +102,8 @@ class MailError(Exception):
 
 
 def _client(target: SmtpTarget, timeout: float) -> aiosmtplib.SMTP:
+    import aiosmtplib
+
     return aiosmtplib.SMTP(
         hostname=target.host, port=target.port,
         username=target.username, password=target.password,
@@ -120,6 +124,8 @@ def _describe(target: SmtpTarget, exc: BaseException) -> str:
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
     """QUIT politely; the message is already accepted, so a failing QUIT changes nothing."""
+    import aiosmtplib
+
     try:
         await client.quit()
     except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -137,6 +143,8 @@ def _hang_up(client: aiosmtplib.SMTP) -> None:
 
 async def smtp_send(target: SmtpTarget, msg: EmailMessage, *, timeout: float) -> str:
     """Deliver one message; the server's answer to DATA. MailError on any failure."""
+    import aiosmtplib
+
     client = _client(target, timeout)
     try:
         async with asyncio.timeout(timeout * 3):
@@ -154,6 +162,8 @@ async def smtp_send(target: SmtpTarget, msg: EmailMessage, *, timeout: float) ->
 
 async def smtp_handshake(target: SmtpTarget, *, timeout: float) -> str:
     """Connect, EHLO, STARTTLS and AUTH as a delivery would, send nothing: a summary line."""
+    import aiosmtplib
+
     client = _client(target, timeout)
     try:
         async with asyncio.timeout(timeout * 3):

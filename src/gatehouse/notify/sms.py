@@ -21,14 +21,16 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import httpx
 import structlog
 
 from gatehouse.notify.background import BackgroundQueue
 from gatehouse.notify.webpush import _retry_after as retry_after_seconds  # one reading for all
 from gatehouse.settings import Settings
+
+if TYPE_CHECKING:  # httpx is imported with the first post: a worker that sends none never
+    import httpx  # loads it (bench/RESULTS.md, memory)
 
 log = structlog.get_logger("gatehouse.sms")
 
@@ -140,6 +142,8 @@ class SmsSender(BackgroundQueue[_Text]):
         """One try: None when OpenPhone accepted the text, else how long to wait before the
         next (0: backoff decides; negative: do not retry)."""
         assert self.key is not None
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False)
         body = {"content": text.content, "from": self.sender, "to": [text.to]}

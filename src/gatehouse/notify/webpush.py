@@ -31,12 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
-from py_vapid import Vapid, VapidException  # type: ignore[import-untyped]
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,6 +43,9 @@ from gatehouse.notify.push_targets import check_endpoint
 from gatehouse.ops.metrics import Metrics
 from gatehouse.settings import Settings
 from gatehouse.store.db.models import PushSubscription
+
+if TYPE_CHECKING:  # httpx and py_vapid are imported where push is configured and sent: a
+    import httpx  # worker that sends none never loads them (bench/RESULTS.md, memory)
 
 log = structlog.get_logger("gatehouse.webpush")
 
@@ -94,7 +95,11 @@ class WebPushSender:
         self.subject = settings.vapid_subject
         self.allow_private = settings.push_allow_private
         key = settings.vapid_private_key
-        self._vapid = Vapid.from_raw(key.get_secret_value().encode()) if key else None
+        self._vapid: Any = None  # a py_vapid Vapid when VAPID_PRIVATE_KEY is set
+        if key:
+            from py_vapid import Vapid  # type: ignore[import-untyped]
+
+            self._vapid = Vapid.from_raw(key.get_secret_value().encode())
         self.timeout = 10.0
         self.retries = 3
         self.retry_base = 1.0
@@ -122,6 +127,7 @@ class WebPushSender:
     async def _deliver_one(self, target: _Target, data: bytes, urgency: str) -> None:
         # pywebpush imports aiohttp and requests (~10 MB of every worker's RSS, bench/memory.py):
         # loaded with the first push, not at start-up.
+        from py_vapid import VapidException
         from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
 
         origin = target.origin
@@ -166,6 +172,8 @@ class WebPushSender:
     async def _post(self, target: _Target, origin: str, body: bytes, headers: dict[str, str]
                     ) -> tuple[Literal["sent", "gone", "retry", "failed"], float | None]:
         """One attempt: the verdict, and the service's Retry-After (seconds) if it sent one."""
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False)
         try:

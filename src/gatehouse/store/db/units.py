@@ -12,12 +12,13 @@ PostgreSQL the unit runs through the async engine's greenlet bridge
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
@@ -25,26 +26,42 @@ from gatehouse.store.db.engine import sqlite_pragmas, sync_url
 
 T = TypeVar("T")
 R = TypeVar("R")
-_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
+DIALECTS = ("postgresql", "sqlite")
 
 
-def upsert_per_dialect(build: Callable[[Any], Insert]) -> dict[str, TextClause]:
+def dialect_module(name: str) -> ModuleType:
+    """`sqlalchemy.dialects.<name>` (postgresql or sqlite), imported when first asked for: a
+    server on SQLite never loads PostgreSQL's dialect (1.2 MB per worker, bench/RESULTS.md)."""
+    if name not in DIALECTS:
+        raise KeyError(name)
+    return importlib.import_module(f"sqlalchemy.dialects.{name}")
+
+
+class upsert_per_dialect:  # used like the function it replaced
     """An INSERT ... ON CONFLICT, built by `build(dialect module)`, as one statement per
-    dialect that SQLAlchemy's compiled cache keeps.
+    dialect that SQLAlchemy's compiled cache keeps; `self[dialect name]` compiles it the first
+    time that dialect asks.
 
     SQLAlchemy never caches the dialects' ON CONFLICT inserts (their `inherit_cache` is
     False), so each execution compiled it again: 8 % of a rotating refresh's CPU
     (bench/RESULTS.md). The text is SQLAlchemy's own compilation with every column bound by
     name and typed as its column (so `UTCDateTime` still converts); a unit must pass them all.
     """
-    prepared = {}
-    for name, module in _DIALECTS.items():
-        stmt = build(module)
-        columns: dict[str, Any] = {c.key: bindparam(c.key) for c in stmt.table.columns}
-        compiled = stmt.values(columns).compile(dialect=module.dialect(paramstyle="named"))
-        prepared[name] = text(str(compiled)).bindparams(
-            *(bindparam(key, type_=bound.type) for key, bound in compiled.binds.items()))
-    return prepared
+
+    def __init__(self, build: Callable[[Any], Insert]) -> None:
+        self._build = build
+        self._prepared: dict[str, TextClause] = {}
+
+    def __getitem__(self, name: str) -> TextClause:
+        prepared = self._prepared.get(name)
+        if prepared is None:  # two threads may both compile it once: the same text
+            module = dialect_module(name)
+            stmt = self._build(module)
+            columns: dict[str, Any] = {c.key: bindparam(c.key) for c in stmt.table.columns}
+            compiled = stmt.values(columns).compile(dialect=module.dialect(paramstyle="named"))
+            prepared = self._prepared[name] = text(str(compiled)).bindparams(
+                *(bindparam(key, type_=bound.type) for key, bound in compiled.binds.items()))
+        return prepared
 
 
 class UnitRunner:
