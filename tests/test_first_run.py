@@ -127,8 +127,15 @@ def user_count(db: Path) -> int:
 # -- serve refuses, in one line, what doctor calls unsafe ----------------------------------------
 
 
+# A public key pasted as the HMAC secret (algorithm confusion: tests/test_secrets_policy.py).
+PEM_PUBLIC_KEY = ("-----BEGIN PUBLIC KEY-----\n"
+                  "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+                  "-----END PUBLIC KEY-----\n")
+
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("JWT_SECRET", "a" * 32), ("JWT_SECRET", "changeme" * 4), ("ENCRYPTION_KEY", "k" * 32),
+    ("JWT_SECRET", PEM_PUBLIC_KEY),
 ])
 def test_serve_refuses_a_secret_that_doctor_calls_weak(
     tmp_path: Path, variable: str, value: str

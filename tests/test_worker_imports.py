@@ -4,7 +4,8 @@ bench/RESULTS.md (memory per worker): Alembic with Mako and Pygments (~8 MB) is 
 migrations, Jinja2 (~3 MB) for the first email, phonenumbers (~1 MB) for the first phone
 number, redis-py (~2.3 MB) for REDIS_URL, SQLAlchemy's PostgreSQL dialect (~1.2 MB) for a
 PostgreSQL DATABASE_URL, httpx, aiosmtplib and py-vapid (~2 MB) for the first alert, email,
-text or push. A worker that has started, built the app and answered /readyz must not have
+text or push, cryptography with PyJWT (~8 MB) for EdDSA keys and the first encrypted value
+(a TOTP secret), bcrypt for the first imported bcrypt hash. A worker that has started, built the app and answered /readyz must not have
 imported them; an import added at module level would cost every worker of every
 deployment that memory again.
 """
@@ -22,7 +23,7 @@ import gatehouse.cli.main, uvicorn  # what `gatehouse serve` imports before the 
 from gatehouse.app import create_app
 from gatehouse.settings import load_settings
 LAZY = ("alembic", "mako", "jinja2", "phonenumbers", "redis", "sqlalchemy.dialects.postgresql",
-        "httpx", "aiosmtplib", "py_vapid")
+        "httpx", "aiosmtplib", "py_vapid", "cryptography", "jwt", "bcrypt")
 
 async def main():
     app = create_app(load_settings())

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from jwt.algorithms import HMACAlgorithm
 
 from gatehouse.auth.jwks import KeyRing, b64url
 from gatehouse.errors import TokenExpired, TokenInvalid
@@ -54,32 +52,8 @@ _TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
-class _PreparedHMAC(HMACAlgorithm):
-    """PyJWT's HS256 with the secret checked and prepared once, not once per token.
-
-    PyJWT refuses an HMAC secret that is a PEM or DER public key (algorithm confusion) by
-    trying to parse it on every `encode`: 30 µs of the 46 µs a token took, on every login
-    and refresh. The secret is the same for the life of the process, so its check is too.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(HMACAlgorithm.SHA256)
-        self._key: Any = None
-        self._prepared = b""
-
-    def prepare_key(self, key: Any) -> bytes:
-        if self._key is None or not hmac.compare_digest(
-                _as_bytes(key), _as_bytes(self._key)):
-            self._prepared = super().prepare_key(key)  # raises on a public key, as PyJWT does
-            self._key = key
-        return self._prepared
-
-
 def _as_bytes(key: str | bytes) -> bytes:
     return key.encode() if isinstance(key, str) else key
-
-
-_HS256 = _PreparedHMAC()
 
 
 @functools.lru_cache(maxsize=32)
@@ -91,7 +65,8 @@ def _header_segment(algorithm: str, kid: str | None) -> str:
 
 def _sign(algorithm: str, key: Any, signing_input: bytes) -> bytes:
     if algorithm == "HS256":
-        return hmac.digest(_HS256.prepare_key(key), signing_input, "sha256")
+        # The secret: KeyRing refused a PEM or SSH key as one when it was made.
+        return hmac.digest(_as_bytes(key), signing_input, "sha256")
     signature: bytes = key.sign(signing_input)  # Ed25519PrivateKey (EdDSA)
     return signature
 
@@ -239,6 +214,8 @@ def _signature_ok(algorithm: str, key: Any, signing_input: str, s64: str) -> boo
         secret = key.encode() if isinstance(key, str) else key
         expected = hmac.digest(secret, signing_input.encode(), "sha256")
         return hmac.compare_digest(expected, signature)
+    from cryptography.exceptions import InvalidSignature  # loaded with the Ed25519 key
+
     try:
         key.verify(signature, signing_input.encode())  # Ed25519PublicKey (EdDSA)
     except (InvalidSignature, ValueError):

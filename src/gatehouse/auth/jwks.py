@@ -19,18 +19,19 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-)
-
+from gatehouse.secrets_policy import is_asymmetric_key
 from gatehouse.settings import SettingsError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# cryptography (~8 MB of a worker's RSS, bench/RESULTS.md) is imported where Ed25519 keys are
+# read or made: a worker signing with JWT_SECRET (HS256) never loads it for its tokens.
 
 RELOAD_INTERVAL = 5.0
 
@@ -41,6 +42,8 @@ def b64url(data: bytes) -> str:
 
 
 def ed25519_jwk(public: Ed25519PublicKey) -> dict[str, str]:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     x = b64url(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
     return {"crv": "Ed25519", "kty": "OKP", "x": x}
 
@@ -73,6 +76,9 @@ class KeyRing:
         if algorithm == "HS256":
             if not secret:
                 raise KeyRingError("JWT_SECRET: required when JWT_ALGORITHM=HS256")
+            if is_asymmetric_key(secret):  # checked once here, not at every signature
+                raise KeyRingError("JWT_SECRET: a PEM or SSH key is not an HMAC secret; use the "
+                                   "JWT_SECRET= line of `gatehouse keys generate`")
         elif algorithm == "EdDSA":
             self._load()
             if self._signing_kid is None:
@@ -83,6 +89,9 @@ class KeyRing:
             raise KeyRingError(f"JWT_ALGORITHM: unsupported algorithm {algorithm}")
 
     def _load(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         assert self._dir is not None
         private: dict[str, Ed25519PrivateKey] = {}
         signing = None
@@ -161,6 +170,13 @@ class KeyRing:
 
 def write_new_key(keys_dir: Path) -> Path:
     """Create `<UTC timestamp>.pem` (mode 0600) holding a fresh Ed25519 key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
     keys_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = keys_dir / f"{stamp}.pem"

@@ -11,8 +11,11 @@ import base64
 import hashlib
 import hmac
 import os
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class ServerKeys:
@@ -25,7 +28,16 @@ class ServerKeys:
         self.device = self._derive("device-cookie")
         self.mfa_recovery = self._derive("mfa-recovery-code")
         self.phone_code = self._derive("phone-code")
-        self._aead = AESGCM(self._derive("aead"))
+        self._aead_key = self._derive("aead")
+
+    @cached_property
+    def _aead(self) -> AESGCM:
+        """AES-GCM for values stored encrypted (TOTP secrets, API keys' signing secrets),
+        made at the first of them: a worker that never meets one never loads cryptography
+        (~8 MB of its RSS, bench/RESULTS.md)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM(self._aead_key)
 
     def _derive(self, purpose: str) -> bytes:
         return hmac.new(self._root, b"gatehouse:" + purpose.encode(), hashlib.sha256).digest()

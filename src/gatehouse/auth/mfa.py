@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -224,6 +223,8 @@ class MfaService:
 
     def _unseal(self, sealed: str, user_id: str) -> str | None:
         """The secret, or None when it cannot be decrypted (ENCRYPTION_KEY changed since)."""
+        from cryptography.exceptions import InvalidTag  # loaded by decrypt anyway
+
         try:
             return self.keys.decrypt(sealed)
         except (InvalidTag, ValueError):

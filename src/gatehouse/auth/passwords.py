@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import bcrypt
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -155,6 +154,8 @@ class PasswordHasher:
 
     @staticmethod
     def _verify_bcrypt(stored_hash: str, password: str) -> Verification:
+        import bcrypt  # for imported bcrypt hashes only: most workers never meet one
+
         # The $2y$ (PHP) variant is the same algorithm as $2b$.
         normalised = "$2b$" + stored_hash[4:] if stored_hash.startswith("$2y$") else stored_hash
         raw = password.encode()

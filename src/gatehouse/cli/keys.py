@@ -8,7 +8,6 @@ import typer
 
 from gatehouse.auth.jwks import write_new_key
 from gatehouse.cli.common import fail, out, settings_or_exit
-from gatehouse.notify.vapid import generate_vapid_pair
 
 app = typer.Typer(help="Secrets and signing keys.", no_args_is_help=True)
 
@@ -19,6 +18,9 @@ def generate(vapid: bool = typer.Option(False, "--vapid", help="Also print a VAP
     print(f"JWT_SECRET={secrets.token_urlsafe(48)}")
     print(f"ENCRYPTION_KEY={secrets.token_urlsafe(24)[:32]}")
     if vapid:
+        # cryptography, which `serve` (this process) loads only if its config needs it
+        from gatehouse.notify.vapid import generate_vapid_pair
+
         public, private = generate_vapid_pair()
         print(f"VAPID_PUBLIC_KEY={public}")
         print(f"VAPID_PRIVATE_KEY={private}")
