@@ -54,7 +54,8 @@ def find_and_load(name, import_):
             stack[-1] += grown
 boot._find_and_load = find_and_load
 start = rss()
-import gatehouse.cli.main  # what `gatehouse serve` imports before uvicorn
+from gatehouse.cli.main import serve_app
+serve_app()  # what `gatehouse serve` builds before uvicorn
 import uvicorn, uvicorn.protocols.http.httptools_impl, uvicorn.loops.uvloop
 after_imports = rss()
 from gatehouse.app import create_app

@@ -177,7 +177,7 @@ def test_real_server_answers_odd_paths_and_huge_headers_with_problem_json(make_s
     """Through `gatehouse serve` and a raw socket: `/api/%0d%0a` gets an answer (it got none),
     `/api/%E2%82%AC` a 404 problem+json (a plain-text 500 before), what the HTTP parser refuses
     (a raw 0xFF byte) a 400 problem+json (plain text from uvicorn before), a 20 KB Cookie and an
-    8 MB header (cut off unbuffered) 431."""
+    8 MB header (cut off unbuffered) 431; a WebSocket upgrade the HTTP answer (a bare 403 before)."""
     server = make_server()
     for target, status, code in (
         (b"/api/%0d%0a", b"404", "not_found"), (b"/api/%E2%82%AC", b"404", "not_found"),
@@ -210,6 +210,14 @@ def test_real_server_answers_odd_paths_and_huge_headers_with_problem_json(make_s
     head_answer = _raw_http(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
                                          b"Connection: close\r\n\r\n")
     assert head_answer.startswith(b"HTTP/1.1 200") and head_answer.endswith(b"\r\n\r\n")
+    # A WebSocket upgrade (Gatehouse has none): the HTTP answer, not a bare 403, and no warning.
+    answer = _raw_http(server.port, b"GET /api/v1/users/profile HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: Upgrade, close\r\nUpgrade: websocket\r\n"
+                       b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401"), answer[:300]
+    assert json.loads(body)["code"] == "token_missing" and b"x-request-id: " in head.lower()
+    assert "upgrade" not in server.logs().lower().replace("db upgrade", "")
 
 
 # -- item 13: HEAD, Allow, strict booleans -------------------------------------------------------

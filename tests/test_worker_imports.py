@@ -5,7 +5,8 @@ migrations, Jinja2 (~3 MB) for the first email, phonenumbers (~1 MB) for the fir
 number, redis-py (~2.3 MB) for REDIS_URL, SQLAlchemy's PostgreSQL dialect (~1.2 MB) for a
 PostgreSQL DATABASE_URL, httpx, aiosmtplib and py-vapid (~2 MB) for the first alert, email,
 text or push, cryptography with PyJWT (~8 MB) for EdDSA keys and the first encrypted value
-(a TOTP secret), bcrypt for the first imported bcrypt hash. A worker that has started, built the app and answered /readyz must not have
+(a TOTP secret), bcrypt for the first imported bcrypt hash, and the other CLI commands' modules (~3 MB) for those
+commands. A worker that has started, built the app and answered /readyz must not have
 imported them; an import added at module level would cost every worker of every
 deployment that memory again.
 """
@@ -19,11 +20,14 @@ from pathlib import Path
 
 PROBE = r"""
 import asyncio, json, sys
-import gatehouse.cli.main, uvicorn  # what `gatehouse serve` imports before the app
+from gatehouse.cli.main import serve_app
+serve_app()  # what `gatehouse serve` builds before the app
+import uvicorn
 from gatehouse.app import create_app
 from gatehouse.settings import load_settings
 LAZY = ("alembic", "mako", "jinja2", "phonenumbers", "redis", "sqlalchemy.dialects.postgresql",
-        "httpx", "aiosmtplib", "py_vapid", "cryptography", "jwt", "bcrypt")
+        "httpx", "aiosmtplib", "py_vapid", "cryptography", "jwt", "bcrypt",
+        "gatehouse.cli.doctor", "gatehouse.cli.users", "gatehouse.cli.ops", "gatehouse.cli.db")
 
 async def main():
     app = create_app(load_settings())

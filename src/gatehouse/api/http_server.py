@@ -56,6 +56,12 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._discarding = False
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """`serve` runs without a WebSocket protocol (Gatehouse has no WebSocket routes), so an
+        `Upgrade: websocket` request is answered as a plain HTTP request, with problem+json
+        and the usual headers (a bare 403 before). uvicorn would log two warnings for each
+        such request, a log flood anyone could trigger; the access log line is enough."""
+
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return

@@ -281,6 +281,9 @@ def _run(uvicorn: Any, host: str, port: int, workers: int) -> None:
         loop="uvloop",
         # httptools, answering what its parser refuses as problem+json (not plain text)
         http="gatehouse.api.http_server:ProblemHttpToolsProtocol",
+        # No WebSocket routes: an Upgrade request is answered as the HTTP request it also is
+        # (problem+json), and the websockets package (2.4 MB per worker) is never imported.
+        ws="none",
         access_log=False,
         log_level="warning",
         proxy_headers=False,  # X-Forwarded-For is handled by GATEHOUSE_TRUSTED_PROXIES
