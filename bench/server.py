@@ -55,6 +55,14 @@ def proc_tree(pid: int) -> list[int]:
     return seen
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def status_kb(pid: int, key: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -273,13 +281,19 @@ class GatehouseServer:
         )
         return [int(x) for x in r.stdout.split() if x.isdigit()]
 
-    def memory(self) -> dict[str, int | None]:
+    def memory(self) -> dict[str, Any]:
         pid = self.pid
-        return {
+        out: dict[str, Any] = {
             "vm_hwm_kb": status_kb(pid, "VmHWM"),
             "vm_rss_kb": status_kb(pid, "VmRSS"),
             "threads": status_kb(pid, "Threads"),
         }
+        # With --workers N, `pid` is uvicorn's supervisor: the workers are its child processes.
+        workers = [p for p in proc_children(pid) if b"resource_tracker" not in _cmdline(p)]
+        if len(workers) > 1:
+            out["workers_vm_hwm_kb"] = [status_kb(p, "VmHWM") for p in workers]
+            out["workers_vm_rss_kb"] = [status_kb(p, "VmRSS") for p in workers]
+        return out
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -10,10 +10,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
-
-from gatehouse.store.db.sqlite_onehop import creator
 
 
 def async_url(url: str) -> str:
@@ -125,6 +128,9 @@ def create_engine(
         if not memory:
             private_sqlite_file(aurl)
             path = make_url(aurl).database or ""
+            # sqlite3 and aiosqlite: imported only for a SQLite database (not on PostgreSQL)
+            from gatehouse.store.db.sqlite_onehop import creator
+
             options["async_creator"] = creator(path, timeout=10, check_same_thread=False)
         engine = create_async_engine(
             aurl,
