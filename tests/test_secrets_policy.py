@@ -40,22 +40,26 @@ def refused_here(secret: str) -> bool:
     return False
 
 
-def public_keys() -> list[str | bytes]:
-    keys = [ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1()),
-            rsa.generate_private_key(public_exponent=65537, key_size=2048)]
-    pems = [k.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-            for k in keys]
-    ssh = [k.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
-           for k in keys]
-    der = [k.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-           for k in keys]
-    return pems + ssh + der
+PRIVATE_KEYS = {
+    "ed25519": ed25519.Ed25519PrivateKey.generate,
+    "ec-p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "rsa-2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+}
+FORMATS = {
+    "pem": (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo),
+    "ssh": (Encoding.OpenSSH, PublicFormat.OpenSSH),
+    "der": (Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
+}
 
 
-@pytest.mark.parametrize("key", public_keys())
+# The keys are made in the test, not at collection: each xdist worker must collect the same ids.
+@pytest.mark.parametrize("kind", sorted(PRIVATE_KEYS))
+@pytest.mark.parametrize("form", sorted(FORMATS))
 def test_a_public_key_is_refused_as_jwt_secret_by_pyjwt_the_key_ring_and_serve(
-    key: str | bytes,
+    kind: str, form: str,
 ) -> None:
+    encoded = PRIVATE_KEYS[kind]().public_key().public_bytes(*FORMATS[form])
+    key: str | bytes = encoded if form == "der" else encoded.decode()
     assert pyjwt_refuses(key)
     assert is_asymmetric_key(key)
     text = key.decode("latin-1") if isinstance(key, bytes) else key  # DER as an env var holds it
