@@ -211,16 +211,22 @@ def _json_segment(segment: str) -> dict[str, Any]:
 def _signature_ok(algorithm: str, key: Any, signing_input: str, s64: str) -> bool:
     signature = _unb64(s64)
     if algorithm == "HS256":
-        secret = key.encode() if isinstance(key, str) else key
-        expected = hmac.digest(secret, signing_input.encode(), "sha256")
+        expected = hmac.digest(_as_bytes(key), signing_input.encode(), "sha256")
         return hmac.compare_digest(expected, signature)
-    from cryptography.exceptions import InvalidSignature  # loaded with the Ed25519 key
-
     try:
         key.verify(signature, signing_input.encode())  # Ed25519PublicKey (EdDSA)
-    except (InvalidSignature, ValueError):
+    except (_invalid_signature(), ValueError):  # called only when verify raised
         return False
     return True
+
+
+@functools.cache
+def _invalid_signature() -> type[Exception]:
+    """cryptography's InvalidSignature, looked up on a refusal only: not on every verified
+    token, and not at import (an HS256 worker never loads cryptography)."""
+    from cryptography.exceptions import InvalidSignature
+
+    return InvalidSignature
 
 
 def _well_formed(token: str) -> bool:
